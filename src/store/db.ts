@@ -15,8 +15,9 @@ export function openDatabase(path: string): Db {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path, { timeout: 5000 });
   db.pragma('journal_mode = WAL');
-  // FULL: an acknowledged incident survives a power loss, not only a crash.
-  db.pragma('synchronous = FULL');
+  // NORMAL in WAL mode: a committed transaction survives the process being
+  // killed at any moment; only a power loss may lose the last commits.
+  db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
   migrate(db);
   return db;

@@ -22,6 +22,7 @@ export const MIGRATIONS: readonly string[] = [
     dedup_key TEXT NOT NULL UNIQUE,
     origin TEXT NOT NULL DEFAULT 'command',
     countdown_label TEXT,
+    message_hash TEXT,
     metadata TEXT NOT NULL DEFAULT '{}'
   );
   CREATE INDEX incidents_open ON incidents (status, channel_id, runbook_id);
@@ -46,6 +47,7 @@ export const MIGRATIONS: readonly string[] = [
     incident_id INTEGER NOT NULL REFERENCES incidents (id),
     chunk INTEGER NOT NULL,
     ts TEXT,
+    render_hash TEXT,
     PRIMARY KEY (incident_id, chunk)
   );
 

@@ -1,0 +1,197 @@
+import type { AddressInfo, Server } from 'node:net';
+
+import { App, HTTPReceiver, SocketModeReceiver, type CustomRoute, type Receiver } from '@slack/bolt';
+
+import { buildActions } from '../actions/registry.ts';
+import { ActionRegistry } from '../runbooks/actions-registry.ts';
+import { Engine } from '../runbooks/engine.ts';
+import { loadRunbooks, type RunbookCatalog } from '../runbooks/loader.ts';
+import { registerHandlers } from '../handlers/register.ts';
+import { openDatabase, type Db } from '../store/db.ts';
+import { countOpenIncidents } from '../store/incidents.ts';
+import { getSetting, setSetting } from '../store/settings.ts';
+import { boltLogger } from './bolt-logger.ts';
+import { AdjustableClock, systemClock, type Clock } from './clock.ts';
+import type { Config } from './config.ts';
+import { healthRoute } from './http-routes.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { OutboxWorker } from './outbox-worker.ts';
+import { registerSecret } from './redact.ts';
+import { ResponderDirectory } from './responders.ts';
+import { SlackPublisher } from './slack-publisher.ts';
+import { TimerScheduler } from './timer-scheduler.ts';
+
+export interface BotOptions {
+  config: Config;
+  logger?: Logger;
+  /** Replaces the action registry built from the configuration (tests). */
+  actions?: ActionRegistry;
+  /** Extra HTTP routes served beside /slack/events (the sandbox adds its page and Web API). */
+  extraRoutes?: (bot: Bot) => CustomRoute[];
+}
+
+/** A running bot: the Bolt app and everything behind it. */
+export interface Bot {
+  config: Config;
+  app: App;
+  db: Db;
+  engine: Engine;
+  clock: Clock;
+  /** Present when the clock can be moved (sandbox and tests). */
+  adjustableClock?: AdjustableClock;
+  runbooks: RunbookCatalog;
+  logger: Logger;
+  outbox: OutboxWorker;
+  timers: TimerScheduler;
+  /** The HTTP port, once started (HTTP and sandbox modes). */
+  port?: number;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const CLOCK_OFFSET_SETTING = 'clock_offset_ms';
+
+/** Builds the bot from its configuration; nothing listens until `start()`. */
+export function createBot(options: BotOptions): Bot {
+  const { config } = options;
+  const logger = options.logger ?? createLogger(config.logLevel);
+  for (const secret of [config.slack.botToken, config.slack.appToken, config.slack.signingSecret]) registerSecret(secret);
+
+  const runbooks = loadRunbooks(config.runbooksDir);
+  const db = openDatabase(config.databasePath);
+
+  let clock: Clock = systemClock;
+  let adjustableClock: AdjustableClock | undefined;
+  if (config.clockControl) {
+    // The offset is stored, so a restarted sandbox or test bot keeps its moved clock.
+    adjustableClock = new AdjustableClock(Number(getSetting(db, CLOCK_OFFSET_SETTING) ?? 0));
+    clock = adjustableClock;
+  }
+
+  let ready = false;
+  const routes: CustomRoute[] = [healthRoute(() => ready, () => ({ mode: config.mode, openIncidents: countOpenIncidents(db) }))];
+  const receiver = createReceiver(config, routes, logger);
+  const app = new App({
+    token: config.slack.botToken,
+    receiver,
+    logger: boltLogger(logger),
+    deferInitialization: true,
+    ...(config.mode === 'sandbox' ? { botId: 'B0SBXBOT', botUserId: 'U0SBXBOT' } : {}),
+    clientOptions: {
+      slackApiUrl: config.slack.apiUrl,
+      // Failed deliveries go back to the outbox, which retries with backoff
+      // across restarts; the client's own retries would hide them for minutes.
+      retryConfig: { retries: 0 },
+      rejectRateLimitedCalls: true,
+      timeout: 10_000,
+    },
+  });
+
+  const actions = options.actions ?? buildActions(config, logger);
+  const responders = new ResponderDirectory(config.responders, { client: app.client, clock, logger });
+  if (!responders.configured) logger.warn('RESPONDERS is not set: anyone may mark steps and every action is refused; set RESPONDERS to enable actions');
+
+  let outbox!: OutboxWorker;
+  let timers!: TimerScheduler;
+  const engine = new Engine({
+    db,
+    clock,
+    logger,
+    runbooks,
+    actions,
+    policy: { respondersConfigured: responders.configured, requireSecondApprover: config.requireSecondApprover },
+    paging: { enabled: false, disabledReason: 'set PAGERDUTY_ROUTING_KEY to page on-call through PagerDuty' },
+    onOutbox: () => outbox?.kick(),
+    onTimers: () => timers?.scan(),
+  });
+
+  const publisher = new SlackPublisher({ db, engine, client: app.client, logger });
+  outbox = new OutboxWorker({ db, clock, logger, deliverers: { slack: publisher.deliver } });
+  timers = new TimerScheduler({ db, clock, logger, fire: (id) => engine.fireTimer(id) });
+
+  registerHandlers(app, { engine, runbooks, responders, logger, config });
+  app.error(async (error) => {
+    logger.error({ err: error }, 'unhandled error in a Slack listener');
+  });
+
+  let countdownTicker: NodeJS.Timeout | undefined;
+  const bot: Bot = {
+    config,
+    app,
+    db,
+    engine,
+    clock,
+    adjustableClock,
+    runbooks,
+    logger,
+    outbox,
+    timers,
+    async start() {
+      logger.info({ mode: config.mode, databasePath: config.databasePath, runbooks: runbooks.all.map((runbook) => runbook.id) }, 'bot starting');
+      if (options.extraRoutes) routes.push(...options.extraRoutes(bot));
+      await app.init();
+      engine.recoverInterruptedRuns();
+      adjustableClock?.onChange((offset) => {
+        setSetting(db, CLOCK_OFFSET_SETTING, String(offset));
+        logger.info({ offsetMs: offset }, 'clock moved');
+        timers.rearm();
+        engine.refreshCountdowns();
+        outbox.kick();
+      });
+      const started = await startReceiver(config, receiver, app);
+      if (started) bot.port = (started.address() as AddressInfo).port;
+      outbox.start();
+      timers.start();
+      engine.refreshCountdowns();
+      countdownTicker = setInterval(() => {
+        try {
+          engine.refreshCountdowns();
+        } catch (error) {
+          logger.error({ err: error }, 'countdown refresh failed');
+        }
+      }, 60_000);
+      countdownTicker.unref();
+      ready = true;
+      logger.info({ mode: config.mode, port: bot.port, host: config.host }, 'bot started');
+    },
+    async stop() {
+      ready = false;
+      logger.info('bot stopping');
+      clearInterval(countdownTicker);
+      timers.stop();
+      await engine.settle();
+      await outbox.stop();
+      await app.stop().catch((error: unknown) => logger.warn({ err: error }, 'stopping the receiver failed'));
+      db.close();
+      logger.info('bot stopped');
+    },
+  };
+  return bot;
+}
+
+function createReceiver(config: Config, routes: CustomRoute[], logger: Logger): Receiver {
+  if (config.mode === 'socket') {
+    return new SocketModeReceiver({
+      appToken: config.slack.appToken!,
+      customRoutes: routes,
+      installerOptions: { port: config.port },
+      logger: boltLogger(logger),
+    });
+  }
+  return new HTTPReceiver({
+    signingSecret: config.slack.signingSecret,
+    endpoints: '/slack/events',
+    customRoutes: routes,
+    logger: boltLogger(logger),
+    // Answer a request that no listener acknowledged before Slack's 3 s limit.
+    unhandledRequestTimeoutMillis: 2900,
+  });
+}
+
+async function startReceiver(config: Config, receiver: Receiver, app: App): Promise<Server | undefined> {
+  if (config.mode === 'socket') {
+    await app.start();
+    return undefined;
+  }
+  return (await (receiver as HTTPReceiver).start({ port: config.port, host: config.host })) as Server;
+}

@@ -1,0 +1,168 @@
+import { z } from 'zod';
+
+/**
+ * The bot's configuration, read once at start-up from the environment. Every
+ * problem is reported at once, each with the variable name and what to set.
+ */
+
+const DEFAULT_SLACK_API_URL = 'https://slack.com/api/';
+
+const optionalString = z
+  .string()
+  .trim()
+  .transform((value) => (value === '' ? undefined : value))
+  .optional();
+
+const booleanString = z
+  .enum(['true', 'false', '1', '0', ''])
+  .optional()
+  .transform((value) => value === 'true' || value === '1');
+
+const portString = z
+  .string()
+  .regex(/^\d+$/, 'must be a port number such as 3000')
+  .transform(Number)
+  .refine((port) => port > 0 && port < 65536, 'must be between 1 and 65535');
+
+const envSchema = z.object({
+  SLACK_BOT_TOKEN: optionalString.describe('Bot token (xoxb-...) for Socket Mode and HTTP mode'),
+  SLACK_APP_TOKEN: optionalString.describe('App-level token (xapp-...) with connections:write: turns on Socket Mode'),
+  SLACK_SIGNING_SECRET: optionalString.describe('Signing secret of the Slack app: turns on HTTP mode'),
+  SLACK_API_URL: optionalString
+    .pipe(z.url({ protocol: /^https?$/, error: 'must be an http or https URL' }).optional())
+    .describe("Base URL of the Slack Web API, ending in /api/ (default Slack's)"),
+  PORT: portString.optional().describe('HTTP port for Slack requests, /healthz and the sandbox (default 3000)'),
+  HOST: optionalString.describe('Address to listen on (default 127.0.0.1 in the sandbox, 0.0.0.0 otherwise)'),
+  DATABASE_PATH: optionalString.describe('SQLite file for incidents, timers and the audit log (default ./var/runbook-bot.sqlite3)'),
+  RUNBOOKS_DIR: optionalString.describe('Folder of extra runbook YAML files that add or override built-in runbooks'),
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+      error: 'must be one of fatal, error, warn, info, debug, trace, silent',
+    })
+    .optional()
+    .describe('pino log level (default info)'),
+  INCIDENT_CHANNEL: optionalString.describe('Channel id for incidents the bot opens by itself (schedules, alerts)'),
+  OPS_CHANNEL: optionalString.describe('Channel id for backup failures and digests (default INCIDENT_CHANNEL)'),
+  RESPONDERS: optionalString.describe('Comma-separated Slack user ids (U...) and user group ids (S...) who may run actions'),
+  REQUIRE_SECOND_APPROVER: booleanString.describe('true: destructive actions need a second responder to approve'),
+  ALLOW_CLOCK_CONTROL: booleanString.describe('true: POST /sandbox/clock moves the bot clock (tests only; the sandbox always allows it)'),
+});
+
+export type Mode = 'socket' | 'http' | 'sandbox';
+
+export interface Config {
+  mode: Mode;
+  slack: {
+    botToken: string;
+    appToken?: string;
+    signingSecret: string;
+    apiUrl: string;
+  };
+  port: number;
+  host: string;
+  databasePath: string;
+  runbooksDir?: string;
+  logLevel: string;
+  incidentChannel?: string;
+  opsChannel?: string;
+  responders?: string[];
+  requireSecondApprover: boolean;
+  clockControl: boolean;
+  /** The environment the configuration was read from, for action modules. */
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Reads and checks the configuration from `env`; throws ConfigError listing every problem. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const parsed = envSchema.safeParse(env);
+  const problems: string[] = [];
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const name = String(issue.path[0]);
+      const shown = isSecretName(name) ? '' : ` (got ${JSON.stringify(env[name])})`;
+      problems.push(`${name}: ${issue.message}${shown}`);
+    }
+  }
+  const values = parsed.success ? parsed.data : (env as unknown as z.infer<typeof envSchema>);
+
+  const mode = chooseMode(values, problems);
+  checkTokenShapes(values, problems);
+  const responders = values.RESPONDERS?.split(',').map((id) => id.trim()).filter(Boolean);
+  for (const id of responders ?? []) {
+    if (!/^[US][A-Z0-9]{2,}$/.test(id)) {
+      problems.push(`RESPONDERS: "${id}" is not a Slack user id (U...) or user group id (S...)`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const sandbox = mode === 'sandbox';
+  const port = values.PORT ?? 3000;
+  return Object.freeze({
+    mode,
+    slack: {
+      botToken: sandbox ? SANDBOX_BOT_TOKEN : values.SLACK_BOT_TOKEN!,
+      appToken: values.SLACK_APP_TOKEN,
+      signingSecret: sandbox ? SANDBOX_SIGNING_SECRET : (values.SLACK_SIGNING_SECRET ?? ''),
+      apiUrl: sandbox ? `http://127.0.0.1:${port}/api/` : (values.SLACK_API_URL ?? DEFAULT_SLACK_API_URL),
+    },
+    port,
+    host: values.HOST ?? (sandbox ? '127.0.0.1' : '0.0.0.0'),
+    databasePath: values.DATABASE_PATH ?? (sandbox ? './var/sandbox-bot.sqlite3' : './var/runbook-bot.sqlite3'),
+    runbooksDir: values.RUNBOOKS_DIR,
+    logLevel: values.LOG_LEVEL ?? 'info',
+    incidentChannel: values.INCIDENT_CHANNEL ?? (sandbox ? SANDBOX_CHANNEL : undefined),
+    opsChannel: values.OPS_CHANNEL ?? values.INCIDENT_CHANNEL ?? (sandbox ? SANDBOX_OPS_CHANNEL : undefined),
+    responders: responders && responders.length > 0 ? responders : sandbox ? SANDBOX_RESPONDERS : undefined,
+    requireSecondApprover: values.REQUIRE_SECOND_APPROVER,
+    clockControl: sandbox || values.ALLOW_CLOCK_CONTROL,
+    env: Object.freeze({ ...env }),
+  });
+}
+
+// The sandbox's own workspace: fixed ids so its page and its tests agree.
+export const SANDBOX_BOT_TOKEN = 'xoxb-sandbox-local-only';
+export const SANDBOX_SIGNING_SECRET = 'sandbox-signing-secret-local-only';
+export const SANDBOX_CHANNEL = 'C0SBXINCIDENTS';
+export const SANDBOX_OPS_CHANNEL = 'C0SBXOPS';
+export const SANDBOX_RESPONDERS = ['S0SBXRESP'];
+
+function chooseMode(values: z.infer<typeof envSchema>, problems: string[]): Mode {
+  const { SLACK_BOT_TOKEN: bot, SLACK_APP_TOKEN: app, SLACK_SIGNING_SECRET: signing } = values;
+  if (!bot && !app && !signing) return 'sandbox';
+  if (!bot) {
+    problems.push('SLACK_BOT_TOKEN: missing; set the bot token (xoxb-...) from the Slack app page, or unset every SLACK_ variable to run the sandbox');
+    return 'sandbox';
+  }
+  if (app) return 'socket';
+  if (signing) return 'http';
+  problems.push('SLACK_APP_TOKEN or SLACK_SIGNING_SECRET: missing; set SLACK_APP_TOKEN for Socket Mode or SLACK_SIGNING_SECRET for HTTP mode');
+  return 'http';
+}
+
+function checkTokenShapes(values: z.infer<typeof envSchema>, problems: string[]): void {
+  if (values.SLACK_BOT_TOKEN && !values.SLACK_BOT_TOKEN.startsWith('xoxb-')) {
+    problems.push('SLACK_BOT_TOKEN: must be a bot token starting with xoxb-');
+  }
+  if (values.SLACK_APP_TOKEN && !values.SLACK_APP_TOKEN.startsWith('xapp-')) {
+    problems.push('SLACK_APP_TOKEN: must be an app-level token starting with xapp-');
+  }
+}
+
+function isSecretName(name: string): boolean {
+  return /TOKEN|SECRET|KEY|PASSWORD|DSN/.test(name);
+}
+
+/** Variable names with their descriptions, for the README's configuration table. */
+export function describeConfig(): Array<{ name: string; description: string }> {
+  return Object.entries(envSchema.shape).map(([name, schema]) => ({
+    name,
+    description: schema.description ?? '',
+  }));
+}

@@ -1,0 +1,58 @@
+import { createBot } from './app.ts';
+import { ConfigError, loadConfig } from './config.ts';
+import { createLogger } from './logger.ts';
+import { RunbookLoadError } from '../runbooks/loader.ts';
+
+/**
+ * Entry point of `npm start`: reads the configuration, starts the bot (the
+ * sandbox when no Slack credentials are set), and stops cleanly on SIGINT
+ * and SIGTERM.
+ */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`runbook-bot cannot start: ${error.message}`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = createLogger(config.logLevel);
+
+  let bot;
+  try {
+    const { startBotForMode } = await import('./start.ts');
+    bot = await startBotForMode(config, logger);
+  } catch (error) {
+    if (error instanceof RunbookLoadError) {
+      logger.fatal({ problems: error.problems }, 'runbooks are invalid');
+      console.error(`runbook-bot cannot start: ${error.message}`);
+      process.exit(2);
+    }
+    logger.fatal({ err: error }, 'bot failed to start');
+    process.exit(1);
+  }
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutdown requested');
+    const forced = setTimeout(() => {
+      logger.error('shutdown took longer than 10 s; exiting');
+      process.exit(1);
+    }, 10_000);
+    forced.unref();
+    await bot.stop();
+    logger.flush();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled promise rejection'));
+  process.on('uncaughtException', (error) => logger.error({ err: error }, 'uncaught exception'));
+}
+
+void main();

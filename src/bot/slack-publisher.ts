@@ -1,0 +1,142 @@
+import { createHash } from 'node:crypto';
+
+import {
+  WebAPIHTTPError,
+  WebAPIPlatformError,
+  WebAPIRateLimitedError,
+  WebAPIRequestError,
+  type WebClient,
+} from '@slack/web-api';
+
+import type { Engine } from '../runbooks/engine.ts';
+import { renderChecklist, renderIncidentMessage, type SlackMessage } from '../runbooks/render.ts';
+import type { Db } from '../store/db.ts';
+import * as incidents from '../store/incidents.ts';
+import type { OutboxRow } from '../store/outbox.ts';
+import type { Logger } from './logger.ts';
+import type { DeliveryResult } from './outbox-worker.ts';
+
+/**
+ * Delivers Slack outbox messages: posts the incident message and its
+ * checklist, updates them from the current state, and posts thread messages.
+ * Updates render at delivery time, so the latest state always wins.
+ */
+export class SlackPublisher {
+  constructor(
+    private readonly deps: { db: Db; engine: Engine; client: WebClient; logger: Logger },
+  ) {}
+
+  readonly deliver = async (message: OutboxRow): Promise<DeliveryResult> => {
+    try {
+      return await this.deliverKind(message);
+    } catch (error) {
+      return classifySlackError(error);
+    }
+  };
+
+  private async deliverKind(message: OutboxRow): Promise<DeliveryResult> {
+    const incidentId = message.incidentId;
+    if (incidentId === null) {
+      const channel = String(message.payload.channel);
+      await this.post(channel, message.payload.message as SlackMessage);
+      return { kind: 'delivered' };
+    }
+    const incident = incidents.getIncident(this.deps.db, incidentId);
+    if (!incident) return { kind: 'failed', error: `incident ${incidentId} no longer exists` };
+    switch (message.kind) {
+      case 'post_incident':
+        await this.ensureIncidentMessage(incident);
+        await this.syncChecklist(incident);
+        return { kind: 'delivered' };
+      case 'refresh_incident':
+        if (!incident.messageTs) return { kind: 'retry', error: 'incident message not posted yet' };
+        await this.updateIncidentMessage(incident);
+        return { kind: 'delivered' };
+      case 'refresh_checklist':
+        if (!incident.messageTs) return { kind: 'retry', error: 'incident message not posted yet' };
+        await this.syncChecklist(incident);
+        return { kind: 'delivered' };
+      case 'thread_post': {
+        if (!incident.messageTs) return { kind: 'retry', error: 'incident message not posted yet' };
+        const result = await this.post(incident.channelId, message.payload.message as SlackMessage, incident.messageTs);
+        return { kind: 'delivered', result: { ts: result } };
+      }
+      default:
+        return { kind: 'failed', error: `unknown Slack outbox kind ${message.kind}` };
+    }
+  }
+
+  private async ensureIncidentMessage(incident: incidents.IncidentRow): Promise<void> {
+    if (incident.messageTs) return;
+    const rendered = renderIncidentMessage(this.deps.engine.view(incident.id));
+    const ts = await this.post(incident.channelId, rendered);
+    incidents.setMessageTs(this.deps.db, incident.id, ts);
+    incidents.setMessageHash(this.deps.db, incident.id, hashOf(rendered));
+    incident.messageTs = ts;
+    this.deps.logger.info({ incidentId: incident.id, channelId: incident.channelId, ts }, 'incident message posted');
+  }
+
+  private async updateIncidentMessage(incident: incidents.IncidentRow): Promise<void> {
+    const rendered = renderIncidentMessage(this.deps.engine.view(incident.id));
+    const hash = hashOf(rendered);
+    if (incidents.getMessageHash(this.deps.db, incident.id) === hash) return;
+    await this.deps.client.chat.update({ channel: incident.channelId, ts: incident.messageTs!, text: rendered.text, blocks: rendered.blocks });
+    incidents.setMessageHash(this.deps.db, incident.id, hash);
+  }
+
+  /** Posts checklist parts that have no message yet and updates the ones that changed. */
+  private async syncChecklist(incident: incidents.IncidentRow): Promise<void> {
+    const parts = renderChecklist(this.deps.engine.view(incident.id));
+    const posted = new Map(incidents.listChecklistMessages(this.deps.db, incident.id).map((part) => [part.chunk, part]));
+    for (const [chunk, rendered] of parts.entries()) {
+      const hash = hashOf(rendered);
+      const existing = posted.get(chunk);
+      if (existing?.ts) {
+        if (existing.renderHash === hash) continue;
+        await this.deps.client.chat.update({ channel: incident.channelId, ts: existing.ts, text: rendered.text, blocks: rendered.blocks });
+        incidents.saveChecklistMessage(this.deps.db, incident.id, chunk, existing.ts, hash);
+      } else {
+        const ts = await this.post(incident.channelId, rendered, incident.messageTs!);
+        incidents.saveChecklistMessage(this.deps.db, incident.id, chunk, ts, hash);
+      }
+    }
+  }
+
+  private async post(channel: string, message: SlackMessage, threadTs?: string): Promise<string> {
+    const response = await this.deps.client.chat.postMessage({
+      channel,
+      text: message.text,
+      blocks: message.blocks,
+      ...(threadTs ? { thread_ts: threadTs } : {}),
+      unfurl_links: false,
+      unfurl_media: false,
+    });
+    return String(response.ts);
+  }
+}
+
+function hashOf(message: SlackMessage): string {
+  return createHash('sha256').update(JSON.stringify(message)).digest('hex').slice(0, 16);
+}
+
+/** Sorts a Web API failure into retry (network, 429, 5xx) or failed (everything Slack refused). */
+export function classifySlackError(error: unknown): DeliveryResult {
+  if (error instanceof WebAPIRateLimitedError) {
+    return { kind: 'retry', error: 'Slack rate limit (429)', retryAfterMs: error.retryAfter * 1000 };
+  }
+  if (error instanceof WebAPIHTTPError) {
+    return error.statusCode >= 500 || error.statusCode === 429
+      ? { kind: 'retry', error: `Slack HTTP ${error.statusCode}` }
+      : { kind: 'failed', error: `Slack HTTP ${error.statusCode}` };
+  }
+  if (error instanceof WebAPIRequestError) return { kind: 'retry', error: `Slack unreachable: ${error.original?.message ?? error.message}` };
+  if (error instanceof WebAPIPlatformError) {
+    const code = String(error.data.error);
+    if (code === 'ratelimited' || code === 'internal_error' || code === 'fatal_error' || code === 'service_unavailable') {
+      return { kind: 'retry', error: `Slack error ${code}` };
+    }
+    // Everything else (channel_not_found, invalid_blocks, invalid_auth, ...) no retry can fix.
+    return { kind: 'failed', error: `Slack error ${code}` };
+  }
+  return { kind: 'retry', error: error instanceof Error ? error.message : String(error) };
+}

@@ -1,0 +1,118 @@
+import type { AllMiddlewareArgs, BlockAction, ButtonAction, SlackActionMiddlewareArgs } from '@slack/bolt';
+
+import { UserError } from '../bot/errors.ts';
+import type { Actor } from '../runbooks/engine.ts';
+import type { HandlerDeps } from './deps.ts';
+import { actionInputsModal, assignModal, skipModal } from './modals.ts';
+import { parseButtonValue, parseDeclareAnyway, requireStep } from './payloads.ts';
+import { describeError, replyEphemeral } from './replies.ts';
+
+export type ButtonArgs = SlackActionMiddlewareArgs<BlockAction<ButtonAction>> & AllMiddlewareArgs;
+
+export async function actorOf(deps: HandlerDeps, userId: string): Promise<Actor> {
+  return { userId, isResponder: await deps.responders.isResponder(userId) };
+}
+
+/**
+ * Wraps a button handler: acknowledges at once, then runs `work`; an error
+ * becomes an ephemeral reply to the person who clicked and one log line.
+ */
+function button(deps: HandlerDeps, name: string, work: (args: ButtonArgs, actor: Actor) => Promise<string | void>) {
+  return async (args: ButtonArgs): Promise<void> => {
+    await args.ack();
+    const logger = deps.logger.child({ handler: name, userId: args.body.user.id, channelId: args.body.channel?.id, actionId: args.action.action_id });
+    try {
+      const actor = await actorOf(deps, args.body.user.id);
+      const reply = await work(args, actor);
+      if (reply) await replyEphemeral(args.respond, reply, logger, {});
+    } catch (error) {
+      await replyEphemeral(args.respond, describeError(error, logger, { value: args.action.value?.slice(0, 200) }), logger, {});
+    }
+  };
+}
+
+function channelOf(args: ButtonArgs): string {
+  const channel = args.body.channel?.id ?? (args.body.container as { channel_id?: string } | undefined)?.channel_id;
+  if (!channel) throw new UserError('stale_button', 'This button was pressed outside a channel, so it cannot change an incident.');
+  return channel;
+}
+
+export function stepButtons(deps: HandlerDeps) {
+  return {
+    done: button(deps, 'step.done', async ({ action }, actor) => {
+      const { incidentId, stepId } = requireStep(parseButtonValue(action.value));
+      deps.engine.completeStep(incidentId, stepId, actor);
+    }),
+    undo: button(deps, 'step.undo', async ({ action }, actor) => {
+      const { incidentId, stepId } = requireStep(parseButtonValue(action.value));
+      deps.engine.undoStep(incidentId, stepId, actor);
+    }),
+    skip: button(deps, 'step.skip', async (args) => {
+      const { incidentId, stepId } = requireStep(parseButtonValue(args.action.value));
+      const step = stepOf(deps, incidentId, stepId);
+      await args.client.views.open({ trigger_id: args.body.trigger_id, view: skipModal({ incidentId, stepId, channelId: channelOf(args) }, step.def.title) });
+    }),
+    assign: button(deps, 'step.assign', async (args) => {
+      const { incidentId, stepId } = requireStep(parseButtonValue(args.action.value));
+      const step = stepOf(deps, incidentId, stepId);
+      await args.client.views.open({ trigger_id: args.body.trigger_id, view: assignModal({ incidentId, stepId, channelId: channelOf(args) }, step.def.title) });
+    }),
+    run: button(deps, 'step.run', async (args, actor) => {
+      const { incidentId, stepId } = requireStep(parseButtonValue(args.action.value));
+      const step = stepOf(deps, incidentId, stepId);
+      const action = step.def.action;
+      if (action && action.inputs.length > 0) {
+        // Check permission and state before asking for input, so nobody fills a form in vain.
+        deps.engine.checkActionAllowed(incidentId, stepId, actor);
+        await args.client.views.open({ trigger_id: args.body.trigger_id, view: actionInputsModal({ incidentId, stepId, channelId: channelOf(args) }, action) });
+        return;
+      }
+      deps.engine.requestAction(incidentId, stepId, actor);
+    }),
+    approve: button(deps, 'step.approve', async ({ action }, actor) => {
+      const value = parseButtonValue(action.value);
+      const { incidentId, stepId } = requireStep(value);
+      if (!value.r) throw new UserError('stale_button', 'This approval button names no action run; use the latest checklist message.');
+      deps.engine.approveAction(incidentId, stepId, value.r, actor);
+    }),
+  };
+}
+
+function stepOf(deps: HandlerDeps, incidentId: number, stepId: string) {
+  const view = deps.engine.view(incidentId);
+  if (view.incident.status !== 'open') {
+    throw new UserError('incident_closed', `Incident #${incidentId} is ${view.incident.status}, so its steps can no longer change.`);
+  }
+  const step = view.steps.find((candidate) => candidate.def.id === stepId);
+  if (!step) throw new UserError('step_not_found', `Incident #${incidentId} has no step "${stepId}"; use the latest checklist message.`);
+  return step;
+}
+
+export function incidentButtons(deps: HandlerDeps) {
+  return {
+    takeLead: button(deps, 'incident.take_lead', async ({ action }, actor) => {
+      deps.engine.takeLead(parseButtonValue(action.value).i, actor);
+    }),
+    pageAgain: button(deps, 'incident.page_again', async ({ action }, actor) => {
+      deps.engine.pageAgain(parseButtonValue(action.value).i, actor);
+      return 'Paging on-call again.';
+    }),
+    cancel: button(deps, 'incident.cancel', async ({ action }, actor) => {
+      deps.engine.cancel(parseButtonValue(action.value).i, actor);
+    }),
+    followUp: button(deps, 'incident.follow_up', async ({ action }, actor) => {
+      const value = parseButtonValue(action.value);
+      if (!value.t) throw new UserError('stale_button', 'This follow-up button names no timer; use the latest message in the thread.');
+      deps.engine.runFollowUp(value.i, value.t, actor);
+    }),
+    declareAnyway: button(deps, 'incident.declare_anyway', async (args, actor) => {
+      const request = parseDeclareAnyway(args.action.value);
+      const runbook = deps.runbooks.find(request.runbook);
+      if (!runbook) throw new UserError('unknown_runbook', `Runbook "${request.runbook}" is no longer loaded; type /incident help.`);
+      const result = deps.engine.declare({ runbook, summary: request.summary, channelId: channelOf(args), userId: actor.userId, force: true });
+      if (result.kind === 'declared') {
+        await args.respond({ response_type: 'ephemeral', replace_original: true, text: `Declared incident #${result.incidentId}: ${runbook.title}.` });
+      }
+    }),
+  };
+}

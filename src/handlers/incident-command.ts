@@ -1,0 +1,130 @@
+import type { AllMiddlewareArgs, SlackCommandMiddlewareArgs } from '@slack/bolt';
+
+import { UserError } from '../bot/errors.ts';
+import { MAX_SUMMARY_LENGTH } from '../runbooks/engine.ts';
+import { RESERVED_WORDS } from '../runbooks/loader.ts';
+import { escapeText, slackDate } from '../runbooks/mrkdwn.ts';
+import { ACTION_IDS } from '../runbooks/render.ts';
+import type { Runbook } from '../runbooks/schema.ts';
+import { closestWord } from './closest.ts';
+import type { HandlerDeps } from './deps.ts';
+import { describeError } from './replies.ts';
+
+type CommandArgs = SlackCommandMiddlewareArgs & AllMiddlewareArgs;
+
+/** Slack's own cap on slash command text is near 4,000 characters; more than this is not a real command. */
+const MAX_COMMAND_TEXT = MAX_SUMMARY_LENGTH + 100;
+
+/** `/incident <runbook> [summary]`, `/incident help`, `/incident list`, `/incident schedules`. */
+export function incidentCommand(deps: HandlerDeps) {
+  return async ({ command, ack, client }: CommandArgs): Promise<void> => {
+    const logger = deps.logger.child({ userId: command.user_id, channelId: command.channel_id, command: command.command });
+    const text = (command.text ?? '').trim();
+    const [word = ''] = text.split(/\s+/);
+    const summary = text.slice(word.length).trim();
+    try {
+      if (text.length > MAX_COMMAND_TEXT) {
+        throw new UserError('invalid_command', `The command text is ${text.length} characters long; the limit is ${MAX_COMMAND_TEXT}. Declare with a short summary and add the details in the thread.`);
+      }
+      const lower = word.toLowerCase();
+      if (lower === '' || lower === 'help') return void (await ack({ response_type: 'ephemeral', text: helpText(deps) }));
+      if (lower === 'list') return void (await ack({ response_type: 'ephemeral', text: await listText(deps, client) }));
+      if (lower === 'schedules') return void (await ack({ response_type: 'ephemeral', text: schedulesText(deps) }));
+
+      const runbook = deps.runbooks.find(lower);
+      if (!runbook || !runbook.declarable) throw unknownRunbook(word, deps);
+      const result = deps.engine.declare({ runbook, summary, channelId: command.channel_id, userId: command.user_id });
+      if (result.kind === 'duplicate') {
+        const link = await permalinkOf(client, result.open.channelId, result.open.messageTs, deps);
+        await ack(duplicateReply(runbook, result.open.id, result.open.declaredAt, link, summary));
+        return;
+      }
+      await ack({ response_type: 'ephemeral', text: `Declared incident #${result.incidentId}: ${escapeText(runbook.title)}. The checklist opens in a thread in this channel.` });
+    } catch (error) {
+      await ack({ response_type: 'ephemeral', text: describeError(error, logger, { text: text.slice(0, 40) }) });
+    }
+  };
+}
+
+function unknownRunbook(word: string, deps: HandlerDeps): UserError {
+  const declarable = deps.runbooks.all.filter((runbook) => runbook.declarable);
+  const words = declarable.flatMap((runbook) => [runbook.id, ...runbook.aliases]);
+  const guess = closestWord(word.toLowerCase(), [...words, ...RESERVED_WORDS]);
+  const shown = escapeText(word.length > 40 ? `${word.slice(0, 40)}…` : word);
+  return new UserError(
+    'unknown_runbook',
+    [
+      `There is no runbook called "${shown}".${guess ? ` Did you mean \`/incident ${guess}\`?` : ''}`,
+      `Runbooks: ${declarable.map((runbook) => `\`${runbook.id}\``).join(', ')}. Type \`/incident help\` for what each one is.`,
+    ].join('\n'),
+  );
+}
+
+function helpText(deps: HandlerDeps): string {
+  const lines = ['*Declare an incident:* `/incident <runbook> <what happened>`', ''];
+  for (const runbook of deps.runbooks.all.filter((candidate) => candidate.declarable)) {
+    const aliases = runbook.aliases.length > 0 ? ` (also ${runbook.aliases.map((alias) => `\`${alias}\``).join(', ')})` : '';
+    lines.push(`• \`${runbook.id}\`${aliases}: ${escapeText(runbook.title)}, ${runbook.steps.length} steps, ${runbook.severity}`);
+  }
+  lines.push('', '`/incident list` shows open incidents; `/incident schedules` shows the recurring work.');
+  return lines.join('\n');
+}
+
+async function listText(deps: HandlerDeps, client: CommandArgs['client']): Promise<string> {
+  const open = deps.engine.listOpen();
+  if (open.length === 0) return 'No incidents are open.';
+  const lines = [`*Open incidents (${open.length})*`];
+  for (const incident of open.slice(0, 20)) {
+    const permalink = await permalinkOf(client, incident.channelId, incident.messageTs, deps);
+    const link = permalink ? `<${permalink}|#${incident.id}>` : `#${incident.id}`;
+    lines.push(`• ${link} ${escapeText(incident.title)} in <#${incident.channelId}>, declared ${slackDate(incident.declaredAt)} by <@${incident.declaredBy}>`);
+  }
+  if (open.length > 20) lines.push(`…and ${open.length - 20} more.`);
+  return lines.join('\n');
+}
+
+async function permalinkOf(client: CommandArgs['client'], channel: string, ts: string | null, deps: HandlerDeps): Promise<string | undefined> {
+  if (!ts) return undefined;
+  try {
+    const response = await client.chat.getPermalink({ channel, message_ts: ts });
+    return response.permalink;
+  } catch (error) {
+    deps.logger.warn({ channelId: channel, ts, err: error }, 'permalink lookup failed');
+    return undefined;
+  }
+}
+
+function schedulesText(deps: HandlerDeps): string {
+  const schedules = deps.listSchedules?.() ?? [];
+  if (schedules.length === 0) return 'No schedules run in this bot.';
+  const lines = ['*Schedules*'];
+  for (const schedule of schedules) {
+    const next = schedule.nextRun ? slackDate(schedule.nextRun) : 'not scheduled';
+    lines.push(`• ${escapeText(schedule.name)} (\`${schedule.cron}\`, ${schedule.timezone}): next ${next}`);
+  }
+  return lines.join('\n');
+}
+
+function duplicateReply(runbook: Runbook, openId: number, declaredAt: number, permalink: string | undefined, summary: string) {
+  const where = permalink ? `<${permalink}|incident #${openId}>` : `incident #${openId}`;
+  return {
+    response_type: 'ephemeral' as const,
+    text: `${runbook.title} already has an open incident here: #${openId}.`,
+    blocks: [
+      { type: 'section', text: { type: 'mrkdwn', text: `*${escapeText(runbook.title)}* already has an open incident in this channel: ${where}, declared ${slackDate(declaredAt)}. Work that one, or open another if this is a separate event.` } },
+      {
+        type: 'actions',
+        block_id: 'declare_anyway',
+        elements: [
+          {
+            type: 'button',
+            text: { type: 'plain_text', text: 'Open another anyway' },
+            action_id: ACTION_IDS.declareAnyway,
+            // Button values hold at most 2,000 characters.
+            value: JSON.stringify({ runbook: runbook.id, summary: summary.slice(0, 1800) }),
+          },
+        ],
+      },
+    ],
+  };
+}

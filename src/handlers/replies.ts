@@ -1,0 +1,30 @@
+import { randomUUID } from 'node:crypto';
+
+import type { RespondFn } from '@slack/bolt';
+
+import { UserError } from '../bot/errors.ts';
+import type { Logger } from '../bot/logger.ts';
+
+/**
+ * Turns an error from the engine into what the user sees: a UserError becomes
+ * an ephemeral reply with its message; anything else is a fault, logged with
+ * an error id that the reply shows.
+ */
+export function describeError(error: unknown, logger: Logger, fields: Record<string, unknown>): string {
+  if (error instanceof UserError) {
+    logger.info({ ...fields, code: error.code }, 'request refused');
+    return error.message;
+  }
+  const errorId = randomUUID().slice(0, 8);
+  logger.error({ ...fields, errorId, err: error }, 'request failed');
+  return `Something went wrong on the bot's side (error id ${errorId}). Nothing was changed by this click; try again, and give the id to whoever runs the bot if it keeps failing.`;
+}
+
+/** Sends an ephemeral reply through the response URL; a failure is logged, never thrown. */
+export async function replyEphemeral(respond: RespondFn, text: string, logger: Logger, fields: Record<string, unknown>): Promise<void> {
+  try {
+    await respond({ response_type: 'ephemeral', replace_original: false, text });
+  } catch (error) {
+    logger.warn({ ...fields, err: error }, 'ephemeral reply failed');
+  }
+}
