@@ -16,6 +16,7 @@ import type { Config } from './config.ts';
 import { healthRoute } from './http-routes.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { OutboxWorker } from './outbox-worker.ts';
+import { PagerDutyPublisher } from './pagerduty-publisher.ts';
 import { registerSecret } from './redact.ts';
 import { ResponderDirectory } from './responders.ts';
 import { SlackPublisher } from './slack-publisher.ts';
@@ -26,8 +27,19 @@ export interface BotOptions {
   logger?: Logger;
   /** Replaces the action registry built from the configuration (tests). */
   actions?: ActionRegistry;
-  /** Extra HTTP routes served beside /slack/events (the sandbox adds its page and Web API). */
-  extraRoutes?: (bot: Bot) => CustomRoute[];
+  /**
+   * Extra HTTP routes served beside /slack/events (the sandbox adds its page
+   * and Web API). Bolt reads routes when the receiver is built, so they get
+   * the clock now and the port through a function.
+   */
+  extraRoutes?: (context: RouteContext) => CustomRoute[];
+}
+
+export interface RouteContext {
+  clock: Clock;
+  adjustableClock?: AdjustableClock;
+  /** The port the receiver listens on, once started. */
+  port: () => number | undefined;
 }
 
 /** A running bot: the Bolt app and everything behind it. */
@@ -55,7 +67,9 @@ const CLOCK_OFFSET_SETTING = 'clock_offset_ms';
 export function createBot(options: BotOptions): Bot {
   const { config } = options;
   const logger = options.logger ?? createLogger(config.logLevel);
-  for (const secret of [config.slack.botToken, config.slack.appToken, config.slack.signingSecret]) registerSecret(secret);
+  for (const secret of [config.slack.botToken, config.slack.appToken, config.slack.signingSecret, config.pagerDuty.routingKey, ...Object.values(config.pagerDuty.routingKeys)]) {
+    registerSecret(secret);
+  }
 
   const runbooks = loadRunbooks(config.runbooksDir);
   const db = openDatabase(config.databasePath);
@@ -69,7 +83,11 @@ export function createBot(options: BotOptions): Bot {
   }
 
   let ready = false;
-  const routes: CustomRoute[] = [healthRoute(() => ready, () => ({ mode: config.mode, openIncidents: countOpenIncidents(db) }))];
+  let listeningPort: number | undefined;
+  const routes: CustomRoute[] = [
+    healthRoute(() => ready, () => ({ mode: config.mode, openIncidents: countOpenIncidents(db) })),
+    ...(options.extraRoutes?.({ clock, adjustableClock, port: () => listeningPort }) ?? []),
+  ];
   const receiver = createReceiver(config, routes, logger);
   const app = new App({
     token: config.slack.botToken,
@@ -100,13 +118,24 @@ export function createBot(options: BotOptions): Bot {
     runbooks,
     actions,
     policy: { respondersConfigured: responders.configured, requireSecondApprover: config.requireSecondApprover },
-    paging: { enabled: false, disabledReason: 'set PAGERDUTY_ROUTING_KEY to page on-call through PagerDuty' },
+    paging: config.pagerDuty.routingKey || Object.keys(config.pagerDuty.routingKeys).length > 0
+      ? { enabled: true }
+      : { enabled: false, disabledReason: 'set PAGERDUTY_ROUTING_KEY to page on-call through PagerDuty' },
     onOutbox: () => outbox?.kick(),
     onTimers: () => timers?.scan(),
   });
 
   const publisher = new SlackPublisher({ db, engine, client: app.client, logger });
-  outbox = new OutboxWorker({ db, clock, logger, deliverers: { slack: publisher.deliver } });
+  const pagerDuty = new PagerDutyPublisher({ engine, client: app.client, config, logger });
+  outbox = new OutboxWorker({
+    db,
+    clock,
+    logger,
+    deliverers: { slack: publisher.deliver, pagerduty: pagerDuty.deliver },
+    onAttempt: (message, result) => {
+      if (message.target === 'pagerduty') engine.notePageAttempt(message, result);
+    },
+  });
   timers = new TimerScheduler({ db, clock, logger, fire: (id) => engine.fireTimer(id) });
 
   registerHandlers(app, { engine, runbooks, responders, logger, config });
@@ -128,8 +157,9 @@ export function createBot(options: BotOptions): Bot {
     timers,
     async start() {
       logger.info({ mode: config.mode, databasePath: config.databasePath, runbooks: runbooks.all.map((runbook) => runbook.id) }, 'bot starting');
-      if (options.extraRoutes) routes.push(...options.extraRoutes(bot));
-      await app.init();
+      // The sandbox's Web API is served by this bot's own receiver, so its
+      // auth.test can only answer once the receiver listens.
+      if (config.mode !== 'sandbox') await app.init();
       engine.recoverInterruptedRuns();
       adjustableClock?.onChange((offset) => {
         setSetting(db, CLOCK_OFFSET_SETTING, String(offset));
@@ -139,7 +169,8 @@ export function createBot(options: BotOptions): Bot {
         outbox.kick();
       });
       const started = await startReceiver(config, receiver, app);
-      if (started) bot.port = (started.address() as AddressInfo).port;
+      if (started) bot.port = listeningPort = (started.address() as AddressInfo).port;
+      if (config.mode === 'sandbox') await app.init();
       outbox.start();
       timers.start();
       engine.refreshCountdowns();

@@ -46,6 +46,15 @@ const envSchema = z.object({
   RESPONDERS: optionalString.describe('Comma-separated Slack user ids (U...) and user group ids (S...) who may run actions'),
   REQUIRE_SECOND_APPROVER: booleanString.describe('true: destructive actions need a second responder to approve'),
   ALLOW_CLOCK_CONTROL: booleanString.describe('true: POST /sandbox/clock moves the bot clock (tests only; the sandbox always allows it)'),
+  PAGERDUTY_ROUTING_KEY: optionalString
+    .pipe(z.string().regex(/^[A-Za-z0-9]{32}$/, 'must be the 32-character integration key of a PagerDuty Events API v2 integration').optional())
+    .describe('Integration key for paging on-call; PAGERDUTY_ROUTING_KEY_<RUNBOOK> (for example PAGERDUTY_ROUTING_KEY_SECRET_KEY) overrides it per runbook'),
+  PAGERDUTY_SERVER: optionalString
+    .pipe(z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'must be a host name with an optional port, without https://').optional())
+    .describe('Host and port of the PagerDuty Events API (default events.pagerduty.com); TLS is trusted through NODE_EXTRA_CA_CERTS'),
+  SENTRY_DSN_BOT: optionalString.describe("DSN for the bot's own errors; without it Sentry reporting is off"),
+  SENTRY_ENVIRONMENT: optionalString.describe('Sentry environment of the bot (default production)'),
+  PUBLIC_BASE_URL: optionalString.describe('Base URL of the bot as Slack and Sentry reach it, for links (optional)'),
 });
 
 export type Mode = 'socket' | 'http' | 'sandbox';
@@ -68,6 +77,14 @@ export interface Config {
   responders?: string[];
   requireSecondApprover: boolean;
   clockControl: boolean;
+  pagerDuty: {
+    routingKey?: string;
+    server: string;
+    /** Routing keys per runbook id, from PAGERDUTY_ROUTING_KEY_<RUNBOOK>. */
+    routingKeys: Record<string, string>;
+  };
+  sentryDsn?: string;
+  sentryEnvironment: string;
   /** The environment the configuration was read from, for action modules. */
   env: Readonly<Record<string, string | undefined>>;
 }
@@ -100,6 +117,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       problems.push(`RESPONDERS: "${id}" is not a Slack user id (U...) or user group id (S...)`);
     }
   }
+  const routingKeys = perRunbookRoutingKeys(env, problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
   const sandbox = mode === 'sandbox';
@@ -122,6 +140,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     responders: responders && responders.length > 0 ? responders : sandbox ? SANDBOX_RESPONDERS : undefined,
     requireSecondApprover: values.REQUIRE_SECOND_APPROVER,
     clockControl: sandbox || values.ALLOW_CLOCK_CONTROL,
+    pagerDuty: {
+      routingKey: values.PAGERDUTY_ROUTING_KEY,
+      server: values.PAGERDUTY_SERVER ?? 'events.pagerduty.com',
+      routingKeys,
+    },
+    sentryDsn: values.SENTRY_DSN_BOT,
+    sentryEnvironment: values.SENTRY_ENVIRONMENT ?? 'production',
     env: Object.freeze({ ...env }),
   });
 }
@@ -153,6 +178,21 @@ function checkTokenShapes(values: z.infer<typeof envSchema>, problems: string[])
   if (values.SLACK_APP_TOKEN && !values.SLACK_APP_TOKEN.startsWith('xapp-')) {
     problems.push('SLACK_APP_TOKEN: must be an app-level token starting with xapp-');
   }
+}
+
+/** PAGERDUTY_ROUTING_KEY_SECRET_KEY=... pages the secret-key runbook through its own service. */
+function perRunbookRoutingKeys(env: Record<string, string | undefined>, problems: string[]): Record<string, string> {
+  const keys: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    const match = /^PAGERDUTY_ROUTING_KEY_([A-Z0-9_]+)$/.exec(name);
+    if (!match || !value) continue;
+    if (!/^[A-Za-z0-9]{32}$/.test(value)) {
+      problems.push(`${name}: must be the 32-character integration key of a PagerDuty Events API v2 integration`);
+      continue;
+    }
+    keys[match[1].toLowerCase().replace(/_/g, '-')] = value;
+  }
+  return keys;
 }
 
 function isSecretName(name: string): boolean {

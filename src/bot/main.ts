@@ -31,6 +31,11 @@ async function main(): Promise<void> {
       console.error(`runbook-bot cannot start: ${error.message}`);
       process.exit(2);
     }
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      logger.fatal({ port: config.port, host: config.host }, 'port already in use');
+      console.error(`runbook-bot cannot start: ${config.host}:${config.port} is already in use. Stop the other process or set PORT to a free port.`);
+      process.exit(2);
+    }
     logger.fatal({ err: error }, 'bot failed to start');
     process.exit(1);
   }

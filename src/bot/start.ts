@@ -1,10 +1,53 @@
-import { createBot, type Bot } from './app.ts';
+import { dirname, join } from 'node:path';
+
+import { createSandboxRoutes } from '../sandbox/server.ts';
+import { SandboxWorkspace } from '../sandbox/workspace.ts';
+import { createBot, type Bot, type BotOptions, type RouteContext } from './app.ts';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
 
-/** Creates and starts the bot; in sandbox mode with the local workspace beside it. */
-export async function startBotForMode(config: Config, logger: Logger): Promise<Bot> {
-  const bot = createBot({ config, logger });
+/**
+ * Creates and starts the bot. In sandbox mode the local workspace is served
+ * on the bot's own port: its page, its Web API double under /api/, and the
+ * deliveries it signs and posts to /slack/events as Slack would.
+ */
+export async function startBotForMode(config: Config, logger: Logger, options: Partial<BotOptions> = {}): Promise<Bot> {
+  let workspace: SandboxWorkspace | undefined;
+  const bot = createBot({
+    config,
+    logger,
+    ...options,
+    extraRoutes: config.mode === 'sandbox' ? (created) => sandboxRoutes(created, config, logger, (ws) => (workspace = ws)) : options.extraRoutes,
+  });
+  const stop = bot.stop.bind(bot);
+  bot.stop = async () => {
+    await stop();
+    workspace?.close();
+  };
   await bot.start();
+  if (config.mode === 'sandbox') {
+    logger.info({ url: `http://${config.host}:${bot.port}` }, 'sandbox workspace ready: open this URL in a browser');
+  }
   return bot;
+}
+
+function sandboxRoutes(bot: RouteContext, config: Config, logger: Logger, keep: (workspace: SandboxWorkspace) => void) {
+  const workspace = new SandboxWorkspace({
+    dbPath: config.databasePath === ':memory:' ? ':memory:' : join(dirname(config.databasePath), 'sandbox-workspace.sqlite3'),
+    botUserId: 'U0SBXBOT',
+    botId: 'B0SBXBOT',
+    teamId: 'T0SBX',
+    clock: bot.clock,
+  });
+  keep(workspace);
+  const origin = () => `http://127.0.0.1:${bot.port() ?? config.port}`;
+  return createSandboxRoutes({
+    workspace,
+    botEventsUrl: () => `${origin()}/slack/events`,
+    publicUrl: origin,
+    signingSecret: config.slack.signingSecret,
+    botToken: config.slack.botToken,
+    clock: bot.adjustableClock!,
+    logger: logger.child({ component: 'sandbox' }),
+  });
 }

@@ -6,11 +6,11 @@ import * as runsStore from '../store/action-runs.ts';
 import { appendAudit } from '../store/audit.ts';
 import { inTransaction, type Db } from '../store/db.ts';
 import * as incidents from '../store/incidents.ts';
-import { enqueue, listOutbox } from '../store/outbox.ts';
+import { enqueue, listOutbox, type OutboxRow } from '../store/outbox.ts';
 import * as timers from '../store/timers.ts';
 import type { ActionRegistry } from './actions-registry.ts';
 import type { RunbookCatalog } from './loader.ts';
-import { mentionUser } from './mrkdwn.ts';
+import { escapeText, mentionUser } from './mrkdwn.ts';
 import {
   countdownLabel,
   LATE_THRESHOLD_MS,
@@ -259,6 +259,35 @@ export class Engine {
       this.queueRefresh(incidentId);
     });
     this.afterCommit();
+  }
+
+  /**
+   * Tells the thread how paging goes: once when PagerDuty cannot be reached
+   * (the page stays queued), once when it lands after retries, and once when
+   * PagerDuty rejects it. A rejection repeated by later events is not posted again.
+   */
+  notePageAttempt(message: OutboxRow, result: { kind: 'delivered' | 'retry' | 'failed'; error?: string; result?: Record<string, unknown> }): void {
+    const incidentId = message.incidentId;
+    if (incidentId === null) return;
+    const { db } = this.deps;
+    const action = String(message.payload.action);
+    const isTrigger = action === 'trigger';
+    inTransaction(db, () => {
+      if (result.kind === 'retry' && message.attempts === 0) {
+        this.queuePost(incidentId, renderNotice(`:warning: PagerDuty is unreachable (${escapeText(result.error ?? 'no answer')}). The ${isTrigger ? 'page' : 'resolve'} is queued and retrying; on-call has not been reached yet.`));
+      } else if (result.kind === 'delivered' && message.attempts > 0) {
+        this.queuePost(incidentId, renderNotice(`:pager: The ${isTrigger ? 'page' : 'resolve'} reached PagerDuty after ${message.attempts + 1} attempts.`));
+      } else if (result.kind === 'failed') {
+        const earlier = listOutbox(db, incidentId, 'pagerduty').filter((row) => row.id !== message.id && row.status === 'failed' && row.lastError === result.error);
+        if (earlier.length === 0) this.queuePost(incidentId, renderNotice(`:x: ${escapeText(result.error ?? 'PagerDuty rejected the event')}. Check PAGERDUTY_ROUTING_KEY; on-call was not paged by the bot.`));
+      }
+      this.queueRefresh(incidentId);
+    });
+    if (result.kind === 'delivered' && isTrigger && message.payload.reason === 'declared') {
+      this.onPageAccepted(incidentId, String(result.result?.dedupKey ?? ''));
+    } else {
+      this.afterCommit();
+    }
   }
 
   private resolveWhenFinished(incident: incidents.IncidentRow, actorId: string, now: number): void {
