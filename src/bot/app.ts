@@ -209,7 +209,7 @@ function createReceiver(config: Config, routes: CustomRoute[], logger: Logger): 
       logger: boltLogger(logger),
     });
   }
-  return new HTTPReceiver({
+  const receiver = new HTTPReceiver({
     signingSecret: config.slack.signingSecret,
     endpoints: '/slack/events',
     customRoutes: routes,
@@ -217,6 +217,28 @@ function createReceiver(config: Config, routes: CustomRoute[], logger: Logger): 
     // Answer a request that no listener acknowledged before Slack's 3 s limit.
     unhandledRequestTimeoutMillis: 2900,
   });
+  rejectFutureTimestamps(receiver, logger);
+  return receiver;
+}
+
+/**
+ * Bolt rejects signed requests older than five minutes but accepts any
+ * timestamp in the future. A replay window must close on both sides, so a
+ * request stamped more than five minutes ahead gets 401 before Bolt sees it.
+ */
+function rejectFutureTimestamps(receiver: HTTPReceiver, logger: Logger): void {
+  const listener = receiver.requestListener;
+  receiver.requestListener = (req, res) => {
+    const header = req.headers['x-slack-request-timestamp'];
+    const timestamp = Number(Array.isArray(header) ? header[0] : header);
+    if (req.method === 'POST' && Number.isFinite(timestamp) && timestamp * 1000 - Date.now() > 5 * 60_000) {
+      logger.warn({ remoteAddress: req.socket.remoteAddress, path: req.url, timestamp }, 'request timestamp is more than five minutes ahead; rejected');
+      res.writeHead(401);
+      res.end();
+      return;
+    }
+    listener(req, res);
+  };
 }
 
 async function startReceiver(config: Config, receiver: Receiver, app: App): Promise<Server | undefined> {

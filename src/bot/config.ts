@@ -22,7 +22,7 @@ const portString = z
   .string()
   .regex(/^\d+$/, 'must be a port number such as 3000')
   .transform(Number)
-  .refine((port) => port > 0 && port < 65536, 'must be between 1 and 65535');
+  .refine((port) => port < 65536, 'must be between 0 (any free port) and 65535');
 
 const envSchema = z.object({
   SLACK_BOT_TOKEN: optionalString.describe('Bot token (xoxb-...) for Socket Mode and HTTP mode'),

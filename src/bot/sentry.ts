@@ -263,7 +263,6 @@ export function initSentry(options: SentryInitOptions): SentryHandle {
       stackFrameVariables: false,
     },
     beforeSend: (event: ErrorEvent) => scrubSentryEvent(event),
-    beforeSendTransaction: (event) => scrubSentryEvent(event),
     beforeBreadcrumb: (breadcrumb) => scrubBreadcrumb(breadcrumb),
   });
 
