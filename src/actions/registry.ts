@@ -1,10 +1,82 @@
 import type { Config } from '../bot/config.ts';
+import { ActionError } from '../bot/errors.ts';
 import type { Logger } from '../bot/logger.ts';
-import { ActionRegistry } from '../runbooks/actions-registry.ts';
+import { registerSecret } from '../bot/redact.ts';
+import { ActionRegistry, type ActionDefinition } from '../runbooks/actions-registry.ts';
+import { parseCommandLine } from './command.ts';
+import { invalidateSessions, lockAccounts, parseIdentifiers, removeFallback, rotateSecretKey, type RotationDeps } from './django.ts';
+import { createSecretStore, type SecretStore } from './secrets/index.ts';
+import type { ActionContext } from './types.ts';
 
-/** Builds the actions that runbook steps can run, each configured from `config`. */
+/** Builds the actions that runbook steps can run, each configured from the environment. */
 export function buildActions(config: Config, logger: Logger): ActionRegistry {
-  void config;
-  void logger;
-  return new ActionRegistry();
+  const env = config.env;
+  registerSecret(env.VAULT_TOKEN);
+  const registry = new ActionRegistry();
+  for (const definition of djangoActions(env, logger)) registry.register(definition);
+  return registry;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function present(value: string | undefined): string | undefined {
+  return value && value.trim() !== '' ? value.trim() : undefined;
+}
+
+/** The secret store and restart settings that the rotation actions share. */
+function rotationSetup(env: Env, logger: Logger): { deps?: RotationDeps; missing: string[] } {
+  let setup;
+  try {
+    setup = createSecretStore(env, logger);
+  } catch (error) {
+    // A wrong SECRET_STORE value shows on the step instead of stopping the bot.
+    return { missing: [`SECRET_STORE (${error instanceof ActionError ? error.message : String(error)})`] };
+  }
+  const missing = 'missing' in setup ? [...setup.missing] : [];
+  const restartText = present(env.DJANGO_RESTART_COMMAND);
+  const healthUrl = present(env.DJANGO_HEALTH_URL);
+  if (!restartText) missing.push('DJANGO_RESTART_COMMAND');
+  if (!healthUrl) missing.push('DJANGO_HEALTH_URL');
+  if (missing.length > 0 || !('store' in setup)) return { missing };
+  let restart: string[];
+  try {
+    restart = parseCommandLine(restartText!);
+  } catch (error) {
+    return { missing: [`DJANGO_RESTART_COMMAND (${(error as Error).message})`] };
+  }
+  const fallbackHours = present(env.DJANGO_FALLBACK_HOURS) ? Number(env.DJANGO_FALLBACK_HOURS) : undefined;
+  return { deps: { store: setup.store as SecretStore, restart, healthUrl, fallbackHours, logger }, missing: [] };
+}
+
+function djangoActions(env: Env, logger: Logger): ActionDefinition[] {
+  const rotation = rotationSetup(env, logger);
+  const databasePath = present(env.DJANGO_DATABASE_PATH);
+  const databaseMissing = databasePath ? [] : ['DJANGO_DATABASE_PATH'];
+  const needRotation = () => {
+    if (!rotation.deps) throw new ActionError('not_configured', `not configured: set ${rotation.missing.join(', ')}`);
+    return rotation.deps;
+  };
+
+  return [
+    {
+      id: 'django.rotate_secret_key',
+      missingConfig: () => rotation.missing,
+      run: (context: ActionContext) => rotateSecretKey(needRotation(), context),
+    },
+    {
+      id: 'django.remove_fallback',
+      missingConfig: () => rotation.missing,
+      run: (context: ActionContext, args) => removeFallback(needRotation(), context, String(args.fingerprint ?? '')),
+    },
+    {
+      id: 'django.invalidate_sessions',
+      missingConfig: () => databaseMissing,
+      run: (context: ActionContext) => invalidateSessions({ databasePath: databasePath! }, context),
+    },
+    {
+      id: 'django.lock_accounts',
+      missingConfig: () => databaseMissing,
+      run: (context: ActionContext) => lockAccounts({ databasePath: databasePath! }, context, parseIdentifiers(context.inputs.accounts ?? '')),
+    },
+  ];
 }

@@ -5,6 +5,7 @@ import { App, HTTPReceiver, SocketModeReceiver, type CustomRoute, type Receiver 
 import { buildActions } from '../actions/registry.ts';
 import { ActionRegistry } from '../runbooks/actions-registry.ts';
 import { Engine } from '../runbooks/engine.ts';
+import { registerBuiltinFollowUps } from '../runbooks/follow-ups.ts';
 import { loadRunbooks, type RunbookCatalog } from '../runbooks/loader.ts';
 import { registerHandlers } from '../handlers/register.ts';
 import { openDatabase, type Db } from '../store/db.ts';
@@ -72,6 +73,7 @@ export function createBot(options: BotOptions): Bot {
   }
 
   const runbooks = loadRunbooks(config.runbooksDir);
+  registerBuiltinFollowUps();
   const db = openDatabase(config.databasePath);
 
   let clock: Clock = systemClock;

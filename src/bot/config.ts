@@ -54,6 +54,24 @@ const envSchema = z.object({
     .describe('Host and port of the PagerDuty Events API (default events.pagerduty.com); TLS is trusted through NODE_EXTRA_CA_CERTS'),
   SENTRY_DSN_BOT: optionalString.describe("DSN for the bot's own errors; without it Sentry reporting is off"),
   SENTRY_ENVIRONMENT: optionalString.describe('Sentry environment of the bot (default production)'),
+  SECRET_STORE: optionalString
+    .pipe(z.enum(['env', 'vault'], { error: 'must be env (a .env file) or vault (HashiCorp Vault KV version 2)' }).optional())
+    .describe('Where the Django app reads its secrets: env (DJANGO_ENV_FILE) or vault (VAULT_ADDR, VAULT_TOKEN)'),
+  DJANGO_ENV_FILE: optionalString.describe('The .env file of the Django app that the env secret store writes'),
+  DJANGO_DATABASE_PATH: optionalString.describe("Path of the Django app's db.sqlite3 (sessions, accounts, backups)"),
+  DJANGO_RESTART_COMMAND: optionalString.describe('Command that restarts the Django app, run without a shell (words or a JSON array)'),
+  DJANGO_HEALTH_URL: optionalString
+    .pipe(z.url({ protocol: /^https?$/, error: 'must be an http or https URL' }).optional())
+    .describe('URL that answers 2xx once the restarted Django app serves requests'),
+  DJANGO_FALLBACK_HOURS: optionalString
+    .pipe(z.string().regex(/^([1-9]|[1-3]\d|4[0-8])$/, 'must be a whole number of hours from 1 to 48').optional())
+    .describe('Hours a periodic rotation keeps the old key in DJANGO_SECRET_KEY_FALLBACKS (default 24, at most 48)'),
+  VAULT_ADDR: optionalString
+    .pipe(z.url({ protocol: /^https?$/, error: 'must be an http or https URL' }).optional())
+    .describe('Address of HashiCorp Vault, for SECRET_STORE=vault'),
+  VAULT_TOKEN: optionalString.describe('Vault token with read and write access to the secret path'),
+  VAULT_MOUNT: optionalString.describe('Mount of the KV version 2 engine (default secret)'),
+  VAULT_PATH: optionalString.describe('Secret path inside the mount (default django)'),
   PUBLIC_BASE_URL: optionalString.describe('Base URL of the bot as Slack and Sentry reach it, for links (optional)'),
 });
 

@@ -23,10 +23,13 @@ export interface CronFields {
   hasSeconds: boolean;
 }
 
-export interface WallTime {
+export interface CalendarDate {
   year: number;
   month: number;
   day: number;
+}
+
+export interface WallTime extends CalendarDate {
   hour: number;
   minute: number;
   second: number;
@@ -155,12 +158,12 @@ function formatLocal(wall: WallTime, withSeconds: boolean): string {
 }
 
 /** Calendar date `offset` days after the given one. */
-function addDays(date: { year: number; month: number; day: number }, offset: number) {
+function addDays(date: CalendarDate, offset: number): CalendarDate {
   const moved = new Date(Date.UTC(date.year, date.month - 1, date.day + offset));
   return { year: moved.getUTCFullYear(), month: moved.getUTCMonth() + 1, day: moved.getUTCDate() };
 }
 
-function dayMatches(fields: CronFields, date: { year: number; month: number; day: number }): boolean {
+function dayMatches(fields: CronFields, date: CalendarDate): boolean {
   const weekday = new Date(Date.UTC(date.year, date.month - 1, date.day)).getUTCDay();
   // Day of month and day of week must both match, as in node-cron.
   return fields.months.has(date.month) && fields.daysOfMonth.has(date.day) && fields.daysOfWeek.has(weekday);
@@ -170,7 +173,7 @@ function dayMatches(fields: CronFields, date: { year: number; month: number; day
 export function slotsOnDay(
   fields: CronFields,
   timezone: string,
-  date: { year: number; month: number; day: number },
+  date: CalendarDate,
 ): Slot[] {
   if (!dayMatches(fields, date)) return [];
 
@@ -178,7 +181,7 @@ export function slotsOnDay(
   for (const hour of fields.hours) {
     for (const minute of fields.minutes) {
       for (const second of fields.seconds) {
-        const wall = { ...date, hour, minute, second };
+        const wall = { year: date.year, month: date.month, day: date.day, hour, minute, second };
         const at = wallTimeToInstant(wall, timezone);
         const shifted = !sameWall(wallTime(at, timezone), wall);
         const existing = byInstant.get(at);
@@ -202,7 +205,7 @@ export function slotsBetween(
 ): Slot[] {
   const slots: Slot[] = [];
   const last = wallTime(toMs + DAY_MS, timezone);
-  let date = wallTime(fromMs - DAY_MS, timezone);
+  let date: CalendarDate = wallTime(fromMs - DAY_MS, timezone);
   for (let day = 0; day <= MAX_SEARCH_DAYS * 4; day++) {
     for (const slot of slotsOnDay(fields, timezone, date)) {
       if (slot.at > fromMs && slot.at <= toMs) slots.push(slot);
@@ -216,7 +219,7 @@ export function slotsBetween(
 
 /** The newest slot due at or before `ms`, or undefined when none is found within 8 years. */
 export function latestSlotAtOrBefore(fields: CronFields, timezone: string, ms: number): Slot | undefined {
-  let date = wallTime(ms + DAY_MS, timezone);
+  let date: CalendarDate = wallTime(ms + DAY_MS, timezone);
   for (let day = 0; day < MAX_SEARCH_DAYS; day++) {
     const due = slotsOnDay(fields, timezone, date).filter((slot) => slot.at <= ms);
     if (due.length > 0) {
@@ -231,7 +234,7 @@ export function latestSlotAtOrBefore(fields: CronFields, timezone: string, ms: n
 
 /** The first slot due after `ms`, or undefined when none is found within 8 years. */
 export function nextSlotAfter(fields: CronFields, timezone: string, ms: number): Slot | undefined {
-  let date = wallTime(ms - DAY_MS, timezone);
+  let date: CalendarDate = wallTime(ms - DAY_MS, timezone);
   for (let day = 0; day < MAX_SEARCH_DAYS; day++) {
     const upcoming = slotsOnDay(fields, timezone, date).filter((slot) => slot.at > ms);
     if (upcoming.length > 0) {

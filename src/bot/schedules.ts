@@ -199,19 +199,34 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   async function execute(state: JobState, run: SlotRun): Promise<void> {
     const fields = { schedule: run.schedule, slot: run.slot, lateMs: run.lateMs, caughtUp: run.caughtUp };
     logger[run.lateMs > LATE_AFTER_MS ? 'warn' : 'info'](fields, 'scheduled job started');
+
+    let failure: unknown;
+    let failed = false;
     try {
       await state.job.run(run);
-      finishSlot(db, run.schedule, run.slot, 'succeeded', undefined, clock.now());
-      logger.info(fields, 'scheduled job finished');
     } catch (error) {
-      finishSlot(db, run.schedule, run.slot, 'failed', scrubText(messageOf(error)), clock.now());
-      logger.error({ ...fields, err: error }, 'scheduled job failed');
-      await reportFailure(run, error);
-    } finally {
-      state.running = undefined;
-      if (started) armTimer(state);
+      failure = error;
+      failed = true;
     }
-    if (state.deferred && started) {
+
+    try {
+      if (failed) finishSlot(db, run.schedule, run.slot, 'failed', scrubText(messageOf(failure)), clock.now());
+      else finishSlot(db, run.schedule, run.slot, 'succeeded', undefined, clock.now());
+    } catch (dbError) {
+      logger.error({ ...fields, err: dbError }, 'slot result not recorded');
+    }
+    state.running = undefined;
+
+    if (failed) {
+      logger.error({ ...fields, err: failure }, 'scheduled job failed');
+      await reportFailure(run, failure);
+    } else {
+      logger.info(fields, 'scheduled job finished');
+    }
+
+    if (!started) return;
+    armTimer(state);
+    if (state.deferred) {
       state.deferred = false;
       await runDue(state, clock.now(), true);
     }
@@ -233,9 +248,11 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
     const delay = Math.min(Math.max(0, next.at + checkDelayMs - now), MAX_TIMER_MS);
     state.timer = setTimeout(() => {
-      void runDue(state, clock.now(), false).then(() => {
-        if (started && !state.running) armTimer(state);
-      });
+      runDue(state, clock.now(), false)
+        .catch((error: unknown) => logger.error({ schedule: state.job.name, err: error }, 'schedule check failed'))
+        .finally(() => {
+          if (started && !state.running) armTimer(state);
+        });
     }, delay);
   }
 

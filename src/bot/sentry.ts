@@ -1,8 +1,8 @@
 // Reports the bot's own faults to Sentry with @sentry/node 11. Every event and
-// breadcrumb passes a scrubber first: request bodies, cookies and credential
-// headers are dropped, fields named in SECRET_FIELD_NAMES are removed or
-// redacted, and all text goes through scrubText, which removes registered
-// secrets and token-shaped strings. Without a DSN nothing is initialised.
+// breadcrumb passes a scrubber first. It drops request bodies, cookies and
+// credential headers, and removes or redacts fields named in
+// SECRET_FIELD_NAMES. All text goes through scrubText, which removes
+// registered secrets and token-shaped strings. Without a DSN nothing starts.
 import * as Sentry from '@sentry/node';
 import type { Breadcrumb, ErrorEvent, Event, StackFrame } from '@sentry/node';
 
@@ -11,7 +11,7 @@ import type { Logger } from './logger.ts';
 import { isSecretField, registerSecret, scrubText, scrubValue } from './redact.ts';
 
 export interface SentryInitOptions {
-  /** The bot's own DSN; empty or undefined turns error reporting off. */
+  /** The bot's own DSN. An empty or missing DSN turns error reporting off. */
   dsn: string | undefined;
   environment: string;
   release?: string;
@@ -22,26 +22,27 @@ export interface SentryHandle {
   enabled: boolean;
   /** Waits up to `timeoutMs` for queued events to be sent. */
   flush(timeoutMs?: number): Promise<boolean>;
-  /** Flushes, then shuts the SDK down; `initSentry` may be called again afterwards. */
+  /** Flushes, then shuts the SDK down, after which `initSentry` may be called again. */
   close(timeoutMs?: number): Promise<boolean>;
 }
 
 export interface FaultContext {
   incidentId?: number | null;
-  /** Slack ids such as teamId, userId and channelId; ids, not tokens. */
+  /** Slack ids such as teamId, userId and channelId, which are not secrets. */
   slackIds?: Record<string, string>;
 }
 
 export class SentrySetupError extends Error {
-  readonly code = 'sentry_dsn_invalid';
-
-  constructor(message: string) {
+  constructor(
+    readonly code: 'sentry_dsn_invalid' | 'sentry_already_started',
+    message: string,
+  ) {
     super(message);
     this.name = 'SentrySetupError';
   }
 }
 
-// Request headers that may identify a caller; anything else is dropped.
+// The only request headers kept in events. All others are dropped.
 const KEPT_REQUEST_HEADERS = [
   'accept',
   'content-length',
@@ -84,6 +85,7 @@ function validateDsn(dsn: string): void {
     /^\d+$/.test(projectId);
   if (!valid) {
     throw new SentrySetupError(
+      'sentry_dsn_invalid',
       `SENTRY_DSN for the bot is not a valid DSN (fingerprint ${fingerprint(dsn)}); expected https://<public key>@<host>/<project id>, or leave it empty to turn error reporting off.`,
     );
   }
@@ -124,11 +126,11 @@ function scrubFrames(frames: StackFrame[] | undefined): StackFrame[] | undefined
 }
 
 function withoutSecretFields(values: Record<string, unknown>): Record<string, unknown> {
-  const kept: Record<string, unknown> = {};
+  const remaining: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(values)) {
-    if (!isSecretField(key)) kept[key] = scrubValue(value);
+    if (!isSecretField(key)) remaining[key] = scrubValue(value);
   }
-  return kept;
+  return remaining;
 }
 
 function scrubRequest(request: NonNullable<Event['request']>): Event['request'] {
@@ -152,7 +154,11 @@ function scrubRequest(request: NonNullable<Event['request']>): Event['request'] 
   return copy;
 }
 
-/** Removes request bodies, cookies, credential headers and secret fields, and scrubs all text. */
+/**
+ * Removes request bodies, cookies, credential headers and secret fields, and
+ * scrubs all text. Returns null, which drops the event, if the scrubbed copy
+ * is not valid JSON.
+ */
 export function scrubSentryEvent<T extends Event>(event: T): T | null {
   const copy: T = { ...event };
 
@@ -230,7 +236,12 @@ export function scrubBreadcrumb(breadcrumb: Breadcrumb): Breadcrumb | null {
  * it once at start-up, before the modules that Sentry instruments load.
  */
 export function initSentry(options: SentryInitOptions): SentryHandle {
-  if (active?.enabled) throw new Error('initSentry was already called; close the handle first');
+  if (active?.enabled) {
+    throw new SentrySetupError(
+      'sentry_already_started',
+      'initSentry was already called; close the returned handle before starting Sentry again.',
+    );
+  }
 
   const dsn = options.dsn?.trim() ?? '';
   if (dsn === '') {
@@ -289,8 +300,8 @@ function closeHandle(flushed: boolean): boolean {
 
 /**
  * Logs a fault and, when Sentry is on, reports it with the incident id as a
- * tag and the Slack ids as context. Returns the Sentry event id, if any, for
- * the message that tells the user which error id to quote.
+ * tag and the Slack ids as context. Returns the Sentry event id, if any, so
+ * the reply can show the user which error id to quote.
  */
 export function captureError(error: unknown, context: FaultContext = {}): string | undefined {
   const current = active;
