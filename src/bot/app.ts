@@ -14,7 +14,7 @@ import { getSetting, setSetting } from '../store/settings.ts';
 import { boltLogger } from './bolt-logger.ts';
 import { AdjustableClock, systemClock, type Clock } from './clock.ts';
 import type { Config } from './config.ts';
-import { healthRoute } from './http-routes.ts';
+import { clockRoute, healthRoute } from './http-routes.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { OutboxWorker } from './outbox-worker.ts';
 import { PagerDutyPublisher } from './pagerduty-publisher.ts';
@@ -90,6 +90,13 @@ export function createBot(options: BotOptions): Bot {
     healthRoute(() => ready, () => ({ mode: config.mode, openIncidents: countOpenIncidents(db) })),
     ...(options.extraRoutes?.({ clock, adjustableClock, port: () => listeningPort }) ?? []),
   ];
+  if (adjustableClock && config.mode !== 'sandbox') {
+    const movable = adjustableClock;
+    routes.push(clockRoute((ms) => {
+      movable.advance(ms);
+      return movable.now();
+    }));
+  }
   const receiver = createReceiver(config, routes, logger);
   const app = new App({
     token: config.slack.botToken,

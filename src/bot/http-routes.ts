@@ -14,3 +14,38 @@ export function healthRoute(isReady: () => boolean, details: () => Record<string
     },
   };
 }
+
+/**
+ * `POST /admin/clock` with `{"advanceMs": N}` moves the bot's clock forward;
+ * served only when ALLOW_CLOCK_CONTROL is true (tests and demos).
+ */
+export function clockRoute(advance: (ms: number) => number): CustomRoute {
+  return {
+    path: '/admin/clock',
+    method: ['POST'],
+    handler: (req: IncomingMessage, res: ServerResponse) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (chunk: string) => {
+        body += chunk;
+        if (body.length > 1000) req.destroy();
+      });
+      req.on('end', () => {
+        let ms: unknown;
+        try {
+          ms = (JSON.parse(body) as { advanceMs?: unknown }).advanceMs;
+        } catch {
+          ms = undefined;
+        }
+        if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+          res.writeHead(400, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: 'send {"advanceMs": <non-negative number of milliseconds>}' }));
+          return;
+        }
+        const now = advance(ms);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ now: new Date(now).toISOString() }));
+      });
+    },
+  };
+}
