@@ -6,6 +6,7 @@ import { ActionRegistry, type ActionDefinition } from '../runbooks/actions-regis
 import { parseCommandLine } from './command.ts';
 import { invalidateSessions, lockAccounts, parseIdentifiers, removeFallback, rotateSecretKey, type RotationDeps } from './django.ts';
 import { createSecretStore, type SecretStore } from './secrets/index.ts';
+import { sentryActions } from './sentry-registry.ts';
 import type { ActionContext } from './types.ts';
 
 /** Builds the actions that runbook steps can run, each configured from the environment. */
@@ -13,7 +14,8 @@ export function buildActions(config: Config, logger: Logger): ActionRegistry {
   const env = config.env;
   registerSecret(env.VAULT_TOKEN);
   const registry = new ActionRegistry();
-  for (const definition of djangoActions(env, logger)) registry.register(definition);
+  registerSecret(env.SENTRY_AUTH_TOKEN);
+  for (const definition of [...djangoActions(env, logger), ...sentryActions(env, logger)]) registry.register(definition);
   return registry;
 }
 

@@ -4,6 +4,8 @@ import type { Logger } from '../bot/logger.ts';
 /** What an action needs from the engine when it runs. */
 export interface ActionContext {
   incidentId: number;
+  /** When the incident was declared, in milliseconds since the epoch. */
+  declaredAt: number;
   stepId: string;
   /** Values collected in the step's modal, keyed by input id. */
   inputs: Record<string, string>;

@@ -3,11 +3,15 @@ import type { AddressInfo, Server } from 'node:net';
 import { App, HTTPReceiver, SocketModeReceiver, type CustomRoute, type Receiver } from '@slack/bolt';
 
 import { buildActions } from '../actions/registry.ts';
+import { describeSuspiciousEvents, sentryClientFromEnv } from '../actions/sentry-registry.ts';
+import { escapeText } from '../runbooks/mrkdwn.ts';
 import { ActionRegistry } from '../runbooks/actions-registry.ts';
 import { Engine } from '../runbooks/engine.ts';
 import { registerBuiltinFollowUps } from '../runbooks/follow-ups.ts';
 import { loadRunbooks, type RunbookCatalog } from '../runbooks/loader.ts';
+import type { HandlerDeps } from '../handlers/deps.ts';
 import { registerHandlers } from '../handlers/register.ts';
+import { sentryWebhookRoute } from '../handlers/sentry-webhook.ts';
 import { openDatabase, type Db } from '../store/db.ts';
 import { countOpenIncidents } from '../store/incidents.ts';
 import { getSetting, setSetting } from '../store/settings.ts';
@@ -20,6 +24,7 @@ import { OutboxWorker } from './outbox-worker.ts';
 import { PagerDutyPublisher } from './pagerduty-publisher.ts';
 import { registerSecret } from './redact.ts';
 import { ResponderDirectory } from './responders.ts';
+import { captureError } from './sentry.ts';
 import { SlackPublisher } from './slack-publisher.ts';
 import { TimerScheduler } from './timer-scheduler.ts';
 
@@ -90,6 +95,15 @@ export function createBot(options: BotOptions): Bot {
     healthRoute(() => ready, () => ({ mode: config.mode, openIncidents: countOpenIncidents(db) })),
     ...(options.extraRoutes?.({ clock, adjustableClock, port: () => listeningPort }) ?? []),
   ];
+  let handlerDeps: HandlerDeps | undefined;
+  routes.push(
+    sentryWebhookRoute(() => ({
+      ...handlerDeps!,
+      secret: config.env.SENTRY_WEBHOOK_SECRET,
+      channel: config.env.SENTRY_ALERT_CHANNEL ?? config.incidentChannel,
+      now: () => clock.now(),
+    })),
+  );
   if (adjustableClock && config.mode !== 'sandbox') {
     const movable = adjustableClock;
     routes.push(clockRoute((ms) => {
@@ -132,6 +146,7 @@ export function createBot(options: BotOptions): Bot {
       : { enabled: false, disabledReason: 'set PAGERDUTY_ROUTING_KEY to page on-call through PagerDuty' },
     onOutbox: () => outbox?.kick(),
     onTimers: () => timers?.scan(),
+    watchFindings: watchFindingsFor(config, logger),
   });
 
   const publisher = new SlackPublisher({ db, engine, client: app.client, logger });
@@ -147,8 +162,10 @@ export function createBot(options: BotOptions): Bot {
   });
   timers = new TimerScheduler({ db, clock, logger, fire: (id) => engine.fireTimer(id) });
 
-  registerHandlers(app, { engine, runbooks, responders, logger, config });
+  handlerDeps = { engine, runbooks, responders, logger, config };
+  registerHandlers(app, handlerDeps);
   app.error(async (error) => {
+    captureError(error);
     logger.error({ err: error }, 'unhandled error in a Slack listener');
   });
 
@@ -207,6 +224,18 @@ export function createBot(options: BotOptions): Bot {
     },
   };
   return bot;
+}
+
+/** The Sentry query behind each watch check-in, or a line saying what to set. */
+function watchFindingsFor(config: Config, logger: Logger) {
+  const sentry = sentryClientFromEnv(config.env, logger);
+  return async (incidentId: number, since: number, until: number): Promise<string | undefined> => {
+    if (!sentry.client) return `Sentry is not configured (set ${sentry.missing.join(', ')}), so check it by hand for this watch.`;
+    const report = await sentry.client.findSuspiciousEvents({ since, until });
+    const { summary, facts } = describeSuspiciousEvents(report);
+    logger.info({ incidentId, total: report.total }, 'watch query done');
+    return [`:mag: ${escapeText(summary)}`, ...facts.map(([label, value]) => `• ${escapeText(label)}: ${escapeText(value)}`)].join('\n');
+  };
 }
 
 function createReceiver(config: Config, routes: CustomRoute[], logger: Logger): Receiver {

@@ -72,6 +72,18 @@ const envSchema = z.object({
   VAULT_TOKEN: optionalString.describe('Vault token with read and write access to the secret path'),
   VAULT_MOUNT: optionalString.describe('Mount of the KV version 2 engine (default secret)'),
   VAULT_PATH: optionalString.describe('Secret path inside the mount (default django)'),
+  SENTRY_API_URL: optionalString
+    .pipe(z.url({ protocol: /^https?$/, error: 'must be an http or https URL ending in /api/0/' }).optional())
+    .describe('Sentry REST API base, such as https://sentry.io/api/0/, for DSN rotation and the audit queries'),
+  SENTRY_AUTH_TOKEN: optionalString.describe('Sentry auth token with project:read, project:write and event:read'),
+  SENTRY_ORG: optionalString.describe('Sentry organization slug'),
+  SENTRY_PROJECT: optionalString.describe('Sentry project slug of the Django app'),
+  SENTRY_LOOKBACK_DAYS: optionalString
+    .pipe(z.string().regex(/^[1-9]\d{0,2}$/, 'must be a whole number of days').optional())
+    .describe('Days before the declaration that the forged-session search covers (default 7)'),
+  SENTRY_WEBHOOK_SECRET: optionalString.describe('Client secret of the Sentry integration; turns on POST /webhooks/sentry'),
+  SENTRY_ALERT_CHANNEL: optionalString.describe('Channel id for Sentry alerts (default INCIDENT_CHANNEL)'),
+  SENTRY_ALERT_ACTION_JSON: optionalString.describe('Issue alert rule action (JSON) that sends webhooks to the bot, used when creating missing alert rules'),
   PUBLIC_BASE_URL: optionalString.describe('Base URL of the bot as Slack and Sentry reach it, for links (optional)'),
 });
 

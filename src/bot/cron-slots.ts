@@ -95,7 +95,7 @@ function formatterFor(timezone: string): Intl.DateTimeFormat {
   return formatter;
 }
 
-/** The local wall-clock time of an instant in a zone. */
+/** Converts an instant to its local wall-clock time in a zone. */
 export function wallTime(ms: number, timezone: string): WallTime {
   const parts: Record<string, number> = {};
   for (const part of formatterFor(timezone).formatToParts(new Date(ms))) {
@@ -133,9 +133,9 @@ function sameWall(a: WallTime, b: WallTime): boolean {
 }
 
 /**
- * The instant of a local time in a zone. A repeated local time gives the
- * first occurrence; a nonexistent one is read with the offset from before
- * the transition, which moves it forward by the gap.
+ * Converts a local time in a zone to an instant. A repeated local time gives
+ * the first occurrence. A nonexistent one is read with the offset from before
+ * the transition, which moves it forward by the length of the gap.
  */
 export function wallTimeToInstant(wall: WallTime, timezone: string): number {
   const guess = wallAsUtc(wall);
@@ -169,7 +169,7 @@ function dayMatches(fields: CronFields, date: CalendarDate): boolean {
   return fields.months.has(date.month) && fields.daysOfMonth.has(date.day) && fields.daysOfWeek.has(weekday);
 }
 
-/** The slots of one local calendar day, in time order. */
+/** Lists the slots of one local calendar day, in time order. */
 export function slotsOnDay(
   fields: CronFields,
   timezone: string,
@@ -217,7 +217,7 @@ export function slotsBetween(
   return slots;
 }
 
-/** The newest slot due at or before `ms`, or undefined when none is found within 8 years. */
+/** Finds the newest slot due at or before `ms`; undefined when none is found within 8 years. */
 export function latestSlotAtOrBefore(fields: CronFields, timezone: string, ms: number): Slot | undefined {
   let date: CalendarDate = wallTime(ms + DAY_MS, timezone);
   for (let day = 0; day < MAX_SEARCH_DAYS; day++) {
@@ -232,7 +232,7 @@ export function latestSlotAtOrBefore(fields: CronFields, timezone: string, ms: n
   return undefined;
 }
 
-/** The first slot due after `ms`, or undefined when none is found within 8 years. */
+/** Finds the first slot due after `ms`; undefined when none is found within 8 years. */
 export function nextSlotAfter(fields: CronFields, timezone: string, ms: number): Slot | undefined {
   let date: CalendarDate = wallTime(ms - DAY_MS, timezone);
   for (let day = 0; day < MAX_SEARCH_DAYS; day++) {

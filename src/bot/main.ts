@@ -1,6 +1,7 @@
 import { createBot } from './app.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
+import { captureError, initSentry } from './sentry.ts';
 import { RunbookLoadError } from '../runbooks/loader.ts';
 
 /**
@@ -20,6 +21,13 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = createLogger(config.logLevel);
+  let sentry;
+  try {
+    sentry = initSentry({ dsn: config.sentryDsn, environment: config.sentryEnvironment, logger });
+  } catch (error) {
+    console.error(`runbook-bot cannot start: SENTRY_DSN_BOT: ${(error as Error).message}`);
+    process.exit(2);
+  }
 
   let bot;
   try {
@@ -51,13 +59,21 @@ async function main(): Promise<void> {
     }, 10_000);
     forced.unref();
     await bot.stop();
+    await sentry.close();
     logger.flush();
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled promise rejection'));
-  process.on('uncaughtException', (error) => logger.error({ err: error }, 'uncaught exception'));
+  // Log and report, but keep serving: an incident bot must not die on one bad request.
+  process.on('unhandledRejection', (reason) => {
+    captureError(reason);
+    logger.error({ err: reason }, 'unhandled promise rejection');
+  });
+  process.on('uncaughtException', (error) => {
+    captureError(error);
+    logger.error({ err: error }, 'uncaught exception');
+  });
 }
 
 void main();

@@ -61,8 +61,8 @@ export interface SchedulerOptions {
   onJobFailed?(slot: SlotRun, error: unknown): void | Promise<void>;
   /**
    * Delay after a slot is due before the scheduler's own timer checks that
-   * it ran; it runs slots that node-cron skipped (a nonexistent local time,
-   * a missed beat). Default 5 s.
+   * it ran. The check runs slots that node-cron skipped, such as a
+   * nonexistent local time or a missed beat. Default 5 s.
    */
   checkDelayMs?: number;
 }
@@ -88,7 +88,7 @@ export interface Scheduler {
   start(): Promise<CatchUpResult[]>;
   /** Disarms every timer and waits for running jobs to finish. */
   stop(): Promise<void>;
-  /** Runs, once, the most recent due slot of each schedule that nobody has claimed. */
+  /** Runs, once, the most recent due slot of each schedule if no process has claimed it. */
   catchUp(): Promise<CatchUpResult[]>;
   listSchedules(now?: number): ScheduleInfo[];
 }
@@ -150,7 +150,7 @@ interface JobState {
   deferred: boolean;
 }
 
-/** Longest single wait of the check timer; it re-arms, so far-off slots and clock moves are fine. */
+/** Maximum single wait of the check timer. It re-arms, so far-off slots and clock moves are handled. */
 const MAX_TIMER_MS = 6 * 60 * 60 * 1000;
 const LATE_AFTER_MS = 60_000;
 
@@ -227,8 +227,11 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     if (!started) return;
     armTimer(state);
     if (state.deferred) {
+      // Not awaited: the caller's promise ends with its own run, not with later ones.
       state.deferred = false;
-      await runDue(state, clock.now(), true);
+      runDue(state, clock.now(), true).catch((error: unknown) =>
+        logger.error({ schedule: run.schedule, err: error }, 'schedule check failed'),
+      );
     }
   }
 

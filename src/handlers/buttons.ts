@@ -105,6 +105,14 @@ export function incidentButtons(deps: HandlerDeps) {
       if (!value.t) throw new UserError('stale_button', 'This follow-up button names no timer; use the latest message in the thread.');
       deps.engine.runFollowUp(value.i, value.t, actor);
     }),
+    startRunbook: button(deps, 'runbook.start', async (args, actor) => {
+      const request = parseDeclareAnyway(args.action.value);
+      const runbook = deps.runbooks.find(request.runbook);
+      if (!runbook) throw new UserError('unknown_runbook', `Runbook "${request.runbook}" is not loaded; type /incident help.`);
+      const result = deps.engine.declare({ runbook, summary: request.summary, channelId: channelOf(args), userId: actor.userId, origin: 'alert' });
+      if (result.kind === 'duplicate') return `${runbook.title} already has an open incident here: #${result.open.id}. Work that one.`;
+      return `Declared incident #${result.incidentId}: ${runbook.title}.`;
+    }),
     declareAnyway: button(deps, 'incident.declare_anyway', async (args, actor) => {
       const request = parseDeclareAnyway(args.action.value);
       const runbook = deps.runbooks.find(request.runbook);

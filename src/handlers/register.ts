@@ -7,7 +7,11 @@ import { incidentCommand } from './incident-command.ts';
 import { VIEW_IDS } from './modals.ts';
 import { viewSubmissions } from './view-submissions.ts';
 
-/** The whole Slack surface of the bot: every command, button and modal it answers. */
+/**
+ * The whole Slack surface of the bot: every command, button and modal it
+ * answers. The HTTP routes beside it are GET /healthz, POST /webhooks/sentry
+ * and, when the clock may move, POST /admin/clock (src/bot/app.ts).
+ */
 export function registerHandlers(app: App, deps: HandlerDeps): void {
   app.command('/incident', incidentCommand(deps));
 
@@ -25,6 +29,7 @@ export function registerHandlers(app: App, deps: HandlerDeps): void {
   app.action(ACTION_IDS.cancel, incident.cancel);
   app.action(ACTION_IDS.followUp, incident.followUp);
   app.action(ACTION_IDS.declareAnyway, incident.declareAnyway);
+  app.action(ACTION_IDS.startRunbook, incident.startRunbook);
 
   const views = viewSubmissions(deps);
   app.view(VIEW_IDS.skip, views.skip);

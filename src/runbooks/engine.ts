@@ -8,6 +8,7 @@ import { inTransaction, type Db } from '../store/db.ts';
 import * as incidents from '../store/incidents.ts';
 import { enqueue, listOutbox, type OutboxRow } from '../store/outbox.ts';
 import * as timers from '../store/timers.ts';
+import { recordWebhookEvent } from '../store/webhook-events.ts';
 import type { ActionRegistry } from './actions-registry.ts';
 import type { RunbookCatalog } from './loader.ts';
 import { escapeText, mentionUser } from './mrkdwn.ts';
@@ -56,6 +57,11 @@ export interface EngineDeps {
   onOutbox: () => void;
   /** Called after each commit that armed timers, to schedule them now. */
   onTimers: () => void;
+  /**
+   * Looks for signs of forged sessions between two times, for the watch
+   * check-ins; returns mrkdwn lines to post, or undefined to post nothing.
+   */
+  watchFindings?: (incidentId: number, since: number, until: number) => Promise<string | undefined>;
   /** Called after an action run succeeds, inside its transaction (rotation history). */
   onActionSucceeded?: (event: { incidentId: number; actionId: string; actor: string; rotated: string[]; fingerprints: Record<string, string>; at: number }) => void;
 }
@@ -444,7 +450,7 @@ export class Engine {
     try {
       if (!definition) throw new ActionError('unknown_action', `this build has no action named ${run.action}`);
       const outcome = await definition.run(
-        { incidentId: run.incidentId, stepId: run.stepId, inputs: run.inputs, reason: args.reason === 'incident' ? 'incident' : 'periodic', clock: this.deps.clock, logger: runLogger },
+        { incidentId: run.incidentId, declaredAt: incident.declaredAt, stepId: run.stepId, inputs: run.inputs, reason: args.reason === 'incident' ? 'incident' : 'periodic', clock: this.deps.clock, logger: runLogger },
         args,
       );
       this.finishRunSucceeded(run, incident, stepDef, outcome);
@@ -554,9 +560,12 @@ export class Engine {
         if (this.deps.paging.enabled) this.queuePage(incident.id, 'trigger', 'critical', 'deadline_missed');
         this.queueRefresh(incident.id);
         return 'escalated';
-      case 'watch_checkin':
+      case 'watch_checkin': {
         this.queuePost(incident.id, renderWatchCheckin(view, step, Number(timer.payload.elapsedMs), lateMs));
+        const interval = step.def.watch?.checkin ?? 0;
+        this.postCommit.push(() => this.postWatchFindings(incident.id, timer.dueAt - interval, this.now));
         return 'checked in';
+      }
       case 'watch_end':
         this.queuePost(incident.id, renderWatchEnd(view, step, lateMs));
         return 'watch ended';
@@ -574,6 +583,24 @@ export class Engine {
     }
     this.queuePost(view.incident.id, offer.render(view, timer.id, lateMs));
     return 'follow-up offered';
+  }
+
+  /** Runs the watch query after the commit and posts what it found; a failure is posted and logged. */
+  private postWatchFindings(incidentId: number, since: number, until: number): void {
+    const finder = this.deps.watchFindings;
+    if (!finder) return;
+    const task = finder(incidentId, since, until)
+      .catch((error: unknown) => {
+        this.deps.logger.warn({ incidentId, err: error }, 'watch query failed');
+        return `:warning: The Sentry query for this check-in failed: ${escapeText(scrubText(error instanceof Error ? error.message : String(error)))}. Look at Sentry by hand.`;
+      })
+      .then((findings) => {
+        if (!findings) return;
+        inTransaction(this.deps.db, () => this.queuePost(incidentId, renderNotice(findings)));
+        this.deps.onOutbox();
+      })
+      .finally(() => this.inFlight.delete(task));
+    this.inFlight.add(task);
   }
 
   // --- reading -----------------------------------------------------------------------------
@@ -759,6 +786,22 @@ export class Engine {
     const now = this.now;
     enqueue(this.deps.db, { incidentId, target: 'slack', kind: 'refresh_incident', mergeKey: `incident:${incidentId}:message` }, now);
     enqueue(this.deps.db, { incidentId, target: 'slack', kind: 'refresh_checklist', mergeKey: `incident:${incidentId}:checklist` }, now);
+  }
+
+  /**
+   * Records a received alert and queues its message for a channel, in one
+   * transaction. The message is not part of any incident.
+   */
+  recordAlert(event: Parameters<typeof recordWebhookEvent>[1], channel: string | undefined, message: SlackMessage | undefined): number {
+    const { db } = this.deps;
+    const id = inTransaction(db, () => {
+      const eventId = recordWebhookEvent(db, event);
+      if (channel && message) enqueue(db, { incidentId: null, target: 'slack', kind: 'channel_post', payload: { channel, message } }, this.now);
+      appendAudit(db, { incidentId: null, at: this.now, actor: event.source, event: 'webhook.received', details: { eventId, resource: event.resource, alert: event.alert, runbook: event.matchedRunbook } });
+      return eventId;
+    });
+    this.deps.onOutbox();
+    return id;
   }
 
   queuePost(incidentId: number, message: SlackMessage): void {
