@@ -34,6 +34,11 @@ export interface BotOptions {
   /** Replaces the action registry built from the configuration (tests). */
   actions?: ActionRegistry;
   /**
+   * Extra CA certificate (PEM) for the PagerDuty Events API, for in-process
+   * tests; a deployed bot trusts extra CAs through NODE_EXTRA_CA_CERTS.
+   */
+  pagerDutyCa?: string;
+  /**
    * Extra HTTP routes served beside /slack/events (the sandbox adds its page
    * and Web API). Bolt reads routes when the receiver is built, so they get
    * the clock now and the port through a function.
@@ -150,7 +155,7 @@ export function createBot(options: BotOptions): Bot {
   });
 
   const publisher = new SlackPublisher({ db, engine, client: app.client, logger });
-  const pagerDuty = new PagerDutyPublisher({ engine, client: app.client, config, logger });
+  const pagerDuty = new PagerDutyPublisher({ engine, client: app.client, config, logger, ca: options.pagerDutyCa });
   outbox = new OutboxWorker({
     db,
     clock,

@@ -27,7 +27,13 @@ export class PagerDutyPublisher {
   }
 
   readonly deliver = async (message: OutboxRow): Promise<DeliveryResult> => {
-    const view = this.deps.engine.view(message.incidentId!);
+    let view = this.deps.engine.view(message.incidentId!);
+    // The page and the Slack thread go out at the same moment. Wait a little
+    // for the thread, so the page can link to it; never hold a page for Slack.
+    for (let waited = 0; !view.incident.messageTs && waited < 2000; waited += 100) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      view = this.deps.engine.view(message.incidentId!);
+    }
     const { incident } = view;
     const routingKey = this.routingKeyFor(incident.runbookId);
     if (!routingKey) return { kind: 'failed', error: 'PAGERDUTY_ROUTING_KEY is not set' };

@@ -18,7 +18,6 @@ import {
   type SandboxUser,
   type SandboxView,
   type SandboxWorkspace,
-  type StoredMessage,
 } from './workspace.ts';
 
 /**
@@ -1018,4 +1017,3 @@ function issuesText(issues: BlockKitIssue[]): string {
   return issues.map(formatIssue).join('; ');
 }
 
-export type { StoredMessage };

@@ -33,7 +33,7 @@ export interface TestBot {
  * Starts the bot in HTTP mode on 127.0.0.1 against the Slack double: Bolt's
  * real HTTP receiver, fed requests the double signs as Slack does.
  */
-export async function startTestBot(options: { env?: Record<string, string>; actions?: ActionRegistry; dir?: string } = {}): Promise<TestBot> {
+export async function startTestBot(options: { env?: Record<string, string>; actions?: ActionRegistry; dir?: string; pagerDutyCa?: string } = {}): Promise<TestBot> {
   const dir = options.dir ? { path: options.dir, remove: () => {} } : tempDir('bot-');
   const slack = await startSlackDouble({ botToken: BOT_TOKEN });
   const { logger, logs } = captureLogger();
@@ -48,7 +48,7 @@ export async function startTestBot(options: { env?: Record<string, string>; acti
     ALLOW_CLOCK_CONTROL: 'true',
     ...options.env,
   });
-  const bot = createBot({ config, logger, actions: options.actions });
+  const bot = createBot({ config, logger, actions: options.actions, pagerDutyCa: options.pagerDutyCa });
   await bot.start();
   const eventsUrl = `http://127.0.0.1:${bot.port}/slack/events`;
   slack.setBotEventsUrl(eventsUrl);
