@@ -42,6 +42,7 @@ function context(reason: ActionContext['reason']): ActionContext {
   });
   return {
     incidentId: 17,
+    declaredAt: 0,
     stepId: 'rotate',
     inputs: {},
     reason,
