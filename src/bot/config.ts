@@ -147,6 +147,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       problems.push(`RESPONDERS: "${id}" is not a Slack user id (U...) or user group id (S...)`);
     }
   }
+  if (mode === 'sandbox' && values.PORT === 0) {
+    problems.push('PORT: the sandbox serves its own Web API on PORT, so it needs a fixed port; set PORT to a free port such as 3000');
+  }
   const routingKeys = perRunbookRoutingKeys(env, problems);
   if (problems.length > 0) throw new ConfigError(problems);
 

@@ -13,14 +13,20 @@ import type { Logger } from './logger.ts';
  */
 export async function startBotForMode(config: Config, logger: Logger, options: Partial<BotOptions> = {}): Promise<Bot> {
   let workspace: SandboxWorkspace | undefined;
+  // Open pages keep a live stream; aborting it lets the server close.
+  const shutdown = new AbortController();
   const bot = createBot({
     config,
     logger,
     ...options,
-    extraRoutes: config.mode === 'sandbox' ? (created) => sandboxRoutes(created, config, logger, (ws) => (workspace = ws)) : options.extraRoutes,
+    extraRoutes:
+      config.mode === 'sandbox'
+        ? (created) => sandboxRoutes(created, config, logger, shutdown.signal, (ws) => (workspace = ws))
+        : options.extraRoutes,
   });
   const stop = bot.stop.bind(bot);
   bot.stop = async () => {
+    shutdown.abort();
     await stop();
     workspace?.close();
   };
@@ -31,7 +37,7 @@ export async function startBotForMode(config: Config, logger: Logger, options: P
   return bot;
 }
 
-function sandboxRoutes(bot: RouteContext, config: Config, logger: Logger, keep: (workspace: SandboxWorkspace) => void) {
+function sandboxRoutes(bot: RouteContext, config: Config, logger: Logger, shutdownSignal: AbortSignal, keep: (workspace: SandboxWorkspace) => void) {
   const workspace = new SandboxWorkspace({
     dbPath: config.databasePath === ':memory:' ? ':memory:' : join(dirname(config.databasePath), 'sandbox-workspace.sqlite3'),
     botUserId: 'U0SBXBOT',
@@ -48,6 +54,7 @@ function sandboxRoutes(bot: RouteContext, config: Config, logger: Logger, keep: 
     signingSecret: config.slack.signingSecret,
     botToken: config.slack.botToken,
     clock: bot.adjustableClock!,
+    shutdownSignal,
     logger: logger.child({ component: 'sandbox' }),
   });
 }

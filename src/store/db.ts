@@ -24,19 +24,21 @@ export function openDatabase(path: string): Db {
 }
 
 export function migrate(db: Db): void {
-  const current = db.pragma('user_version', { simple: true }) as number;
-  if (current > MIGRATIONS.length) {
-    throw new Error(
-      `database schema version ${current} is newer than this build knows (${MIGRATIONS.length}); ` +
-        'run a newer runbook-bot or point DATABASE_PATH at another file',
-    );
-  }
-  for (let version = current; version < MIGRATIONS.length; version++) {
-    db.transaction(() => {
+  // The version is read inside the write transaction, so two processes that
+  // open a new database at once cannot both apply the same migration.
+  db.transaction(() => {
+    const current = db.pragma('user_version', { simple: true }) as number;
+    if (current > MIGRATIONS.length) {
+      throw new Error(
+        `database schema version ${current} is newer than this build knows (${MIGRATIONS.length}); ` +
+          'run a newer runbook-bot or point DATABASE_PATH at another file',
+      );
+    }
+    for (let version = current; version < MIGRATIONS.length; version++) {
       db.exec(MIGRATIONS[version]);
       db.pragma(`user_version = ${version + 1}`);
-    }).immediate();
-  }
+    }
+  }).immediate();
 }
 
 /** Runs `fn` in an immediate transaction: it takes the write lock at BEGIN. */
