@@ -6,16 +6,20 @@ import { ActionRegistry, type ActionDefinition } from '../runbooks/actions-regis
 import { parseCommandLine } from './command.ts';
 import { invalidateSessions, lockAccounts, parseIdentifiers, removeFallback, rotateSecretKey, type RotationDeps } from './django.ts';
 import { createSecretStore, type SecretStore } from './secrets/index.ts';
+import { opsActions, type OpsServices } from './ops-registry.ts';
 import { sentryActions } from './sentry-registry.ts';
 import type { ActionContext } from './types.ts';
 
 /** Builds the actions that runbook steps can run, each configured from the environment. */
-export function buildActions(config: Config, logger: Logger): ActionRegistry {
+export function buildActions(config: Config, logger: Logger, services?: OpsServices): ActionRegistry {
   const env = config.env;
   registerSecret(env.VAULT_TOKEN);
   const registry = new ActionRegistry();
   registerSecret(env.SENTRY_AUTH_TOKEN);
-  for (const definition of [...djangoActions(env, logger), ...sentryActions(env, logger)]) registry.register(definition);
+  registerSecret(env.BACKUP_ENCRYPTION_KEY);
+  for (const definition of [...djangoActions(env, logger), ...sentryActions(env, logger), ...opsActions(config, logger, services)]) {
+    registry.register(definition);
+  }
   return registry;
 }
 

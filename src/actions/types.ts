@@ -6,6 +6,8 @@ export interface ActionContext {
   incidentId: number;
   /** When the incident was declared, in milliseconds since the epoch. */
   declaredAt: number;
+  /** Facts the incident was opened with, such as the backup chosen for a restore. */
+  metadata: Record<string, unknown>;
   stepId: string;
   /** Values collected in the step's modal, keyed by input id. */
   inputs: Record<string, string>;
@@ -36,6 +38,13 @@ export interface ActionOutcome {
   /** Rotations to record in the rotation history, by secret name. */
   rotated?: string[];
   followUps?: FollowUpTimer[];
+  /**
+   * False when the action ran but its result needs a person's judgement (an
+   * audit check that warned), so the step stays open. Default true.
+   */
+  completesStep?: boolean;
+  /** A restore-test report to store, shown by the next security audit. */
+  restoreTest?: { passed: boolean; report: Record<string, unknown> };
 }
 
 // A failed action throws ActionError (src/bot/errors.ts). Its message is shown

@@ -2,7 +2,13 @@ import type { AddressInfo, Server } from 'node:net';
 
 import { App, HTTPReceiver, SocketModeReceiver, type CustomRoute, type Receiver } from '@slack/bolt';
 
+import type { BackupLedger } from '../actions/backup-run.ts';
 import { buildActions } from '../actions/registry.ts';
+import { listBackups, markPruned, recordBackup } from '../store/backups.ts';
+import { saveRestoreTest } from '../store/restore-tests.ts';
+import { recordRotation } from '../store/rotations.ts';
+import { scheduledJobs } from './scheduled-jobs.ts';
+import { createScheduler } from './schedules.ts';
 import { describeSuspiciousEvents, sentryClientFromEnv } from '../actions/sentry-registry.ts';
 import { escapeText } from '../runbooks/mrkdwn.ts';
 import { ActionRegistry } from '../runbooks/actions-registry.ts';
@@ -133,7 +139,7 @@ export function createBot(options: BotOptions): Bot {
     },
   });
 
-  const actions = options.actions ?? buildActions(config, logger);
+  const actions = options.actions ?? buildActions(config, logger, { db, backupLedger: backupLedgerFor(db) });
   const responders = new ResponderDirectory(config.responders, { client: app.client, clock, logger });
   if (!responders.configured) logger.warn('RESPONDERS is not set: anyone may mark steps and every action is refused; set RESPONDERS to enable actions');
 
@@ -152,6 +158,12 @@ export function createBot(options: BotOptions): Bot {
     onOutbox: () => outbox?.kick(),
     onTimers: () => timers?.scan(),
     watchFindings: watchFindingsFor(config, logger),
+    onActionSucceeded: ({ incidentId, actor, outcome, at }) => {
+      for (const secretName of outcome.rotated ?? []) {
+        recordRotation(db, { secretName, rotatedAt: at, source: 'bot', incidentId, actor, fingerprint: outcome.fingerprints?.[secretName] });
+      }
+      if (outcome.restoreTest) saveRestoreTest(db, { incidentId, at, passed: outcome.restoreTest.passed, report: outcome.restoreTest.report });
+    },
   });
 
   const publisher = new SlackPublisher({ db, engine, client: app.client, logger });
@@ -167,7 +179,23 @@ export function createBot(options: BotOptions): Bot {
   });
   timers = new TimerScheduler({ db, clock, logger, fire: (id) => engine.fireTimer(id) });
 
-  handlerDeps = { engine, runbooks, responders, logger, config };
+  const scheduler = createScheduler({
+    db,
+    clock,
+    logger: logger.child({ component: 'scheduler' }),
+    timezone: config.env.SCHEDULE_TZ?.trim() || 'UTC',
+    timezoneVariable: 'SCHEDULE_TZ',
+    skipSlotsBeforeFirstStart: true,
+    jobs: scheduledJobs({ config, db, clock, logger, engine, actions, runbooks }),
+  });
+  handlerDeps = {
+    engine,
+    runbooks,
+    responders,
+    logger,
+    config,
+    listSchedules: () => scheduler.listSchedules(clock.now()).map((info) => ({ name: info.name, cron: info.cron, timezone: info.timezone, nextRun: info.nextRunAt })),
+  };
   registerHandlers(app, handlerDeps);
   app.error(async (error) => {
     captureError(error);
@@ -204,6 +232,7 @@ export function createBot(options: BotOptions): Bot {
       if (config.mode === 'sandbox') await app.init();
       outbox.start();
       timers.start();
+      await scheduler.start();
       engine.refreshCountdowns();
       countdownTicker = setInterval(() => {
         try {
@@ -221,6 +250,7 @@ export function createBot(options: BotOptions): Bot {
       logger.info('bot stopping');
       clearInterval(countdownTicker);
       timers.stop();
+      await scheduler.stop();
       await engine.settle();
       await outbox.stop();
       await app.stop().catch((error: unknown) => logger.warn({ err: error }, 'stopping the receiver failed'));
@@ -229,6 +259,14 @@ export function createBot(options: BotOptions): Bot {
     },
   };
   return bot;
+}
+
+function backupLedgerFor(db: Db): BackupLedger {
+  return {
+    record: (backup) => recordBackup(db, backup),
+    records: () => listBackups(db, { limit: 10_000 }).map((row) => ({ id: row.id, kind: row.kind, path: row.path, createdAt: row.createdAt, status: row.status })),
+    markPruned: (ids) => void markPruned(db, ids),
+  };
 }
 
 /** The Sentry query behind each watch check-in, or a line saying what to set. */

@@ -84,6 +84,32 @@ const envSchema = z.object({
   SENTRY_WEBHOOK_SECRET: optionalString.describe('Client secret of the Sentry integration; turns on POST /webhooks/sentry'),
   SENTRY_ALERT_CHANNEL: optionalString.describe('Channel id for Sentry alerts (default INCIDENT_CHANNEL)'),
   SENTRY_ALERT_ACTION_JSON: optionalString.describe('Issue alert rule action (JSON) that sends webhooks to the bot, used when creating missing alert rules'),
+  BACKUP_DIR: optionalString.describe('Folder for database and encrypted .env backups'),
+  BACKUP_CRON: optionalString.describe('When backups run, as a cron expression in SCHEDULE_TZ (default 0 2 * * *: daily at 02:00; 0 * * * * for hourly)'),
+  BACKUP_RETENTION_DAYS: optionalString
+    .pipe(z.string().regex(/^[1-9]\d{0,3}$/, 'must be a whole number of days such as 30').optional())
+    .describe('Days a backup is kept (default 30); the newest good backup is always kept'),
+  BACKUP_ENCRYPTION_KEY: optionalString
+    .pipe(
+      z
+        .string()
+        .refine((key) => /^[0-9a-fA-F]{64}$/.test(key) || Buffer.from(key, 'base64').length === 32, 'must be 32 bytes as 64 hex digits or base64 (for example: openssl rand -hex 32)')
+        .optional(),
+    )
+    .describe('AES-256-GCM key for .env backups: 32 bytes as 64 hex digits or base64'),
+  SCHEDULE_TZ: optionalString.describe('IANA time zone of the schedules, such as Europe/London (default UTC)'),
+  DJANGO_PROJECT_DIR: optionalString.describe('Working folder for the Django commands below'),
+  DJANGO_STOP_COMMAND: optionalString.describe('Command that stops the Django app before a restore'),
+  DJANGO_START_COMMAND: optionalString.describe('Command that starts the Django app after a restore'),
+  DJANGO_MIGRATE_COMMAND: optionalString.describe('Command that runs manage.py migrate, for restores and restore tests'),
+  RESTORE_TEST_STAGING_PATH: optionalString.describe('Where the monthly restore test puts its copy; never the production database'),
+  RESTORE_TEST_TABLE: optionalString.describe('Table whose newest rows the restore test reports, such as blog_post'),
+  RESTORE_TEST_SMOKE_COMMAND: optionalString.describe('Smoke-test command run against the staging copy (it gets RESTORE_TEST_DATABASE_PATH)'),
+  AUDIT_SECURITY_CHECK_COMMAND: optionalString.describe('Command for the audit item security_check.py --json'),
+  AUDIT_DEPLOY_CHECK_COMMAND: optionalString.describe('Command for the audit item manage.py check --deploy --fail-level WARNING'),
+  AUDIT_REQUIRED_ENV: optionalString.describe('Comma-separated variables the audit checks are set in the Django .env (default DJANGO_SECRET_KEY,SENTRY_DSN)'),
+  AUDIT_TLS_HOST: optionalString.describe('host[:port] whose TLS certificate the audit checks (warns under 30 days)'),
+  AUDIT_PIP_COMMAND: optionalString.describe('Command for the audit item pip list --outdated --format=json'),
   PUBLIC_BASE_URL: optionalString.describe('Base URL of the bot as Slack and Sentry reach it, for links (optional)'),
 });
 

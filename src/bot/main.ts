@@ -3,6 +3,7 @@ import { ConfigError, loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 import { captureError, initSentry } from './sentry.ts';
 import { RunbookLoadError } from '../runbooks/loader.ts';
+import { ScheduleConfigError } from './schedules.ts';
 
 /**
  * Entry point of `npm start`: reads the configuration, starts the bot (the
@@ -34,6 +35,11 @@ async function main(): Promise<void> {
     const { startBotForMode } = await import('./start.ts');
     bot = await startBotForMode(config, logger);
   } catch (error) {
+    if (error instanceof ScheduleConfigError) {
+      logger.fatal({ variable: error.variable }, 'schedule configuration is invalid');
+      console.error(`runbook-bot cannot start: ${error.message}`);
+      process.exit(2);
+    }
     if (error instanceof RunbookLoadError) {
       logger.fatal({ problems: error.problems }, 'runbooks are invalid');
       console.error(`runbook-bot cannot start: ${error.message}`);

@@ -27,6 +27,7 @@ export class PagerDutyPublisher {
   }
 
   readonly deliver = async (message: OutboxRow): Promise<DeliveryResult> => {
+    if (message.incidentId === null) return this.deliverOps(message);
     let view = this.deps.engine.view(message.incidentId!);
     // The page and the Slack thread go out at the same moment. Wait a little
     // for the thread, so the page can link to it; never hold a page for Slack.
@@ -72,6 +73,29 @@ export class PagerDutyPublisher {
       throw error;
     }
   };
+
+  /** A page outside any incident, such as a failed backup. */
+  private async deliverOps(message: OutboxRow): Promise<DeliveryResult> {
+    const routingKey = this.deps.config.pagerDuty.routingKey;
+    if (!routingKey) return { kind: 'failed', error: 'PAGERDUTY_ROUTING_KEY is not set' };
+    const result = await sendPagerDutyEvent({
+      server: this.deps.config.pagerDuty.server,
+      routingKey,
+      timeoutMs: this.deps.timeoutMs ?? 15_000,
+      logger: this.deps.logger.child({ outboxId: message.id }),
+      ca: this.deps.ca,
+      event: {
+        action: 'trigger',
+        dedupKey: String(message.payload.dedupKey),
+        summary: String(message.payload.summary).slice(0, 1024),
+        source: 'runbook-bot',
+        severity: message.payload.severity as PagerDutySeverity,
+      },
+    });
+    if (result.outcome === 'accepted') return { kind: 'delivered', result: { dedupKey: result.dedupKey } };
+    if (result.outcome === 'rejected') return { kind: 'failed', error: `PagerDuty rejected the event (HTTP ${result.status}): ${result.message}` };
+    return { kind: 'retry', error: result.reason, retryAfterMs: result.retryAfterMs };
+  }
 
   private async threadLink(channel: string, ts: string | null): Promise<string | undefined> {
     if (!ts) return undefined;

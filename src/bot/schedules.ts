@@ -1,6 +1,7 @@
 import cron, { type ScheduledTask } from 'node-cron';
 
 import { finishSlot, claimSlot, lastSlot, type SlotRow } from '../store/schedule-slots.ts';
+import { getSetting, setSetting } from '../store/settings.ts';
 import type { Db } from '../store/db.ts';
 import type { Clock } from './clock.ts';
 import {
@@ -57,6 +58,11 @@ export interface SchedulerOptions {
   /** Variable the time zone came from, named in validation errors; default TIMEZONE. */
   timezoneVariable?: string;
   jobs: ScheduledJob[];
+  /**
+   * Catch up only slots that fell due after this database first ran the
+   * schedule, so a fresh install does not run last month's audit at once.
+   */
+  skipSlotsBeforeFirstStart?: boolean;
   /** Called after a job threw and its failure was recorded, for example to post to the ops channel. */
   onJobFailed?(slot: SlotRun, error: unknown): void | Promise<void>;
   /**
@@ -169,10 +175,24 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   let started = false;
   let unsubscribeClock: (() => void) | undefined;
 
+  /** When this database first ran the scheduler for `name`, stored on first sight. */
+  function firstStartOf(name: string, now: number): number {
+    const key = `schedule_first_start:${name}`;
+    const stored = getSetting(db, key);
+    if (stored !== undefined) return Number(stored);
+    setSetting(db, key, String(now));
+    return now;
+  }
+
   async function runDue(state: JobState, triggerMs: number, caughtUp: boolean): Promise<CatchUpResult> {
     const { job } = state;
     const slot = latestSlotAtOrBefore(state.fields, timezone, triggerMs);
     if (!slot) return { name: job.name, ran: false, reason: 'no_slot_due' };
+    if (caughtUp && options.skipSlotsBeforeFirstStart && slot.at < firstStartOf(job.name, triggerMs)) {
+      // Slots from before this database first ran the schedule were never
+      // missed: a fresh install does not run last month's audit.
+      return { name: job.name, ran: false, reason: 'no_slot_due' };
+    }
     if (state.running) {
       state.deferred = true;
       logger.warn({ schedule: job.name, slot: slot.local }, 'scheduled job still running; slot deferred');

@@ -113,6 +113,29 @@ export function incidentButtons(deps: HandlerDeps) {
       if (result.kind === 'duplicate') return `${runbook.title} already has an open incident here: #${result.open.id}. Work that one.`;
       return `Declared incident #${result.incidentId}: ${runbook.title}.`;
     }),
+    chooseBackup: button(deps, 'restore.choose_backup', async (args, actor) => {
+      const id = Number((JSON.parse(String(args.action.value ?? '{}')) as { backup?: unknown }).backup);
+      const backup = Number.isInteger(id) ? deps.engine.getBackup(id) : undefined;
+      if (!backup || backup.status !== 'good') throw new UserError('stale_button', 'That backup is no longer available; type /incident restore again.');
+      const runbook = deps.runbooks.find('restore');
+      if (!runbook) throw new UserError('unknown_runbook', 'The restore runbook is not loaded.');
+      const name = backup.path.split('/').pop() ?? backup.path;
+      const result = deps.engine.declare({
+        runbook,
+        summary: `Restore from ${name}`,
+        channelId: channelOf(args),
+        userId: actor.userId,
+        actor,
+        metadata: { backupId: backup.id, backupPath: backup.path, sha256: backup.sha256, backupCreatedAt: backup.createdAt },
+      });
+      if (result.kind === 'duplicate') return `A restore is already open here: incident #${result.open.id}. Finish or cancel it first.`;
+      return `Opened restore incident #${result.incidentId} for ${name}.`;
+    }),
+    recordRotation: button(deps, 'rotation.record_outside', async (args, actor) => {
+      const secret = String((JSON.parse(String(args.action.value ?? '{}')) as { secret?: unknown }).secret ?? '');
+      deps.engine.recordOutsideRotation(secret, actor);
+      return `Recorded a rotation of ${secret} done outside the bot. The next reminder comes 90 days from now.`;
+    }),
     declareAnyway: button(deps, 'incident.declare_anyway', async (args, actor) => {
       const request = parseDeclareAnyway(args.action.value);
       const runbook = deps.runbooks.find(request.runbook);

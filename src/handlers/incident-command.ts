@@ -9,13 +9,19 @@ import type { Runbook } from '../runbooks/schema.ts';
 import { closestWord } from './closest.ts';
 import type { HandlerDeps } from './deps.ts';
 import { describeError } from './replies.ts';
+import { actorOf } from './buttons.ts';
+import { formatBytes } from '../actions/restore.ts';
 
 type CommandArgs = SlackCommandMiddlewareArgs & AllMiddlewareArgs;
 
 /** Slack's own cap on slash command text is near 4,000 characters; more than this is not a real command. */
 const MAX_COMMAND_TEXT = MAX_SUMMARY_LENGTH + 100;
 
-/** `/incident <runbook> [summary]`, `/incident help`, `/incident list`, `/incident schedules`. */
+/**
+ * `/incident <runbook> [summary]`, plus the words `help`, `list`,
+ * `schedules`, `restore` (pick a backup) and `rotated <SECRET>` (record a
+ * rotation done outside the bot).
+ */
 export function incidentCommand(deps: HandlerDeps) {
   return async ({ command, ack, client }: CommandArgs): Promise<void> => {
     const logger = deps.logger.child({ userId: command.user_id, channelId: command.channel_id, command: command.command });
@@ -30,10 +36,18 @@ export function incidentCommand(deps: HandlerDeps) {
       if (lower === '' || lower === 'help') return void (await ack({ response_type: 'ephemeral', text: helpText(deps) }));
       if (lower === 'list') return void (await ack({ response_type: 'ephemeral', text: await listText(deps, client) }));
       if (lower === 'schedules') return void (await ack({ response_type: 'ephemeral', text: schedulesText(deps) }));
+      if (lower === 'restore') return void (await ack(restorePicker(deps)));
+      if (lower === 'rotated') {
+        const actor = await actorOf(deps, command.user_id);
+        const secret = summary.split(/\s+/)[0]?.toUpperCase() ?? '';
+        deps.engine.recordOutsideRotation(secret, actor);
+        return void (await ack({ response_type: 'ephemeral', text: `Recorded a rotation of ${secret} done outside the bot, now. Reminders count 90 days from here.` }));
+      }
 
       const runbook = deps.runbooks.find(lower);
       if (!runbook || !runbook.declarable) throw unknownRunbook(word, deps);
-      const result = deps.engine.declare({ runbook, summary, channelId: command.channel_id, userId: command.user_id });
+      const actor = runbook.steps.some((step) => step.runs_on_start) ? await actorOf(deps, command.user_id) : undefined;
+      const result = deps.engine.declare({ runbook, summary, channelId: command.channel_id, userId: command.user_id, actor });
       if (result.kind === 'duplicate') {
         const link = await permalinkOf(client, result.open.channelId, result.open.messageTs, deps);
         await ack(duplicateReply(runbook, result.open.id, result.open.declaredAt, link, summary));
@@ -44,6 +58,29 @@ export function incidentCommand(deps: HandlerDeps) {
       await ack({ response_type: 'ephemeral', text: describeError(error, logger, { text: text.slice(0, 40) }) });
     }
   };
+}
+
+/** `/incident restore`: the recent database backups, each with a button that opens the restore checklist. */
+function restorePicker(deps: HandlerDeps) {
+  const backups = deps.engine.recentBackups(10);
+  if (backups.length === 0) {
+    return { response_type: 'ephemeral' as const, text: 'No database backups are recorded. Run `/incident backup` first, or check BACKUP_DIR.' };
+  }
+  const blocks: Array<Record<string, unknown>> = [
+    { type: 'section', text: { type: 'mrkdwn', text: '*Recent database backups.* Pick one to open the restore checklist; nothing changes until each step is confirmed.' } },
+  ];
+  for (const backup of backups) {
+    const state = backup.status === 'good' ? 'checked' : backup.status;
+    const size = backup.sizeBytes !== null ? formatBytes(backup.sizeBytes) : 'size unknown';
+    blocks.push({
+      type: 'section',
+      text: { type: 'mrkdwn', text: `\`${escapeText(backup.path.split('/').pop() ?? backup.path)}\`\n${slackDate(backup.createdAt)} · ${size} · ${state}${backup.sha256 ? ` · sha256 ${backup.sha256.slice(0, 12)}…` : ''}` },
+      ...(backup.status === 'good'
+        ? { accessory: { type: 'button', text: { type: 'plain_text', text: 'Restore this one' }, action_id: ACTION_IDS.chooseBackup, value: JSON.stringify({ backup: backup.id }) } }
+        : {}),
+    });
+  }
+  return { response_type: 'ephemeral' as const, text: `${backups.length} recent backups`, blocks };
 }
 
 function unknownRunbook(word: string, deps: HandlerDeps): UserError {

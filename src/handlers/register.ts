@@ -30,6 +30,8 @@ export function registerHandlers(app: App, deps: HandlerDeps): void {
   app.action(ACTION_IDS.followUp, incident.followUp);
   app.action(ACTION_IDS.declareAnyway, incident.declareAnyway);
   app.action(ACTION_IDS.startRunbook, incident.startRunbook);
+  app.action(ACTION_IDS.chooseBackup, incident.chooseBackup);
+  app.action(ACTION_IDS.recordRotation, incident.recordRotation);
 
   const views = viewSubmissions(deps);
   app.view(VIEW_IDS.skip, views.skip);

@@ -9,6 +9,8 @@ import * as incidents from '../store/incidents.ts';
 import { enqueue, listOutbox, type OutboxRow } from '../store/outbox.ts';
 import * as timers from '../store/timers.ts';
 import { recordWebhookEvent } from '../store/webhook-events.ts';
+import { getBackup, recentBackups, type BackupRow } from '../store/backups.ts';
+import { recordRotation } from '../store/rotations.ts';
 import type { ActionRegistry } from './actions-registry.ts';
 import type { RunbookCatalog } from './loader.ts';
 import { escapeText, mentionUser } from './mrkdwn.ts';
@@ -63,10 +65,12 @@ export interface EngineDeps {
    */
   watchFindings?: (incidentId: number, since: number, until: number) => Promise<string | undefined>;
   /** Called after an action run succeeds, inside its transaction (rotation history). */
-  onActionSucceeded?: (event: { incidentId: number; actionId: string; actor: string; rotated: string[]; fingerprints: Record<string, string>; at: number }) => void;
+  onActionSucceeded?: (event: { incidentId: number; actionId: string; actor: string; outcome: import('../actions/types.ts').ActionOutcome; at: number }) => void;
 }
 
 export const MAX_SUMMARY_LENGTH = 8000;
+/** Secrets whose rotations the bot tracks for its 90-day reminders. */
+export const ROTATED_SECRETS = ['DJANGO_SECRET_KEY', 'SENTRY_DSN'];
 export const MAX_REASON_LENGTH = 500;
 export const BOT_ACTOR = 'runbook-bot';
 
@@ -98,6 +102,8 @@ export class Engine {
     origin?: string;
     force?: boolean;
     metadata?: Record<string, unknown>;
+    /** Whoever declared it; steps marked runs_on_start run as them when they may run actions. */
+    actor?: Actor;
   }): DeclareResult {
     const summary = input.summary.trim();
     if (summary.length > MAX_SUMMARY_LENGTH) {
@@ -138,8 +144,20 @@ export class Engine {
     if (result.kind === 'declared') {
       this.deps.logger.info({ incidentId: result.incidentId, runbookId: input.runbook.id, userId: input.userId }, 'incident declared');
       this.afterCommit();
+      this.startOnDeclare(result.incidentId, input.runbook, input.actor ?? { userId: input.userId, isResponder: input.userId === BOT_ACTOR });
     }
     return result;
+  }
+
+  /** Starts the actions of steps marked runs_on_start; a refusal leaves the step for a person. */
+  private startOnDeclare(incidentId: number, runbook: Runbook, actor: Actor): void {
+    for (const step of runbook.steps.filter((candidate) => candidate.runs_on_start)) {
+      try {
+        this.requestAction(incidentId, step.id, actor);
+      } catch (error) {
+        this.deps.logger.info({ incidentId, stepId: step.id, code: error instanceof UserError ? error.code : 'error' }, 'action not started at declaration');
+      }
+    }
   }
 
   private armStepTimers(incidentId: number, runbook: Runbook, start: number): void {
@@ -320,6 +338,7 @@ export class Engine {
       const existing = runsStore.findActiveRun(db, incidentId, stepId, action.id);
       if (existing) throw describeExistingRun(existing);
       this.requireStatus(incident, step, 'pending', 'run its action');
+      this.requirePrerequisites(incident, def);
       const missing = this.deps.actions.missingConfig(action.id);
       if (missing.length > 0) {
         throw new UserError('action_not_configured', `${action.label} is not configured: set ${missing.join(', ')}. Do the step by hand and press Done.`);
@@ -350,6 +369,7 @@ export class Engine {
       if (existing) throw describeExistingRun(existing);
       const step = incidents.getStep(db, incidentId, stepId)!;
       this.requireStatus(incident, step, 'pending', 'run its action');
+      this.requirePrerequisites(incident, def);
       const missing = this.deps.actions.missingConfig(def.action.id);
       if (missing.length > 0) throw new UserError('action_not_configured', `${def.action.label} is not configured: set ${missing.join(', ')}.`);
     } finally {
@@ -450,7 +470,7 @@ export class Engine {
     try {
       if (!definition) throw new ActionError('unknown_action', `this build has no action named ${run.action}`);
       const outcome = await definition.run(
-        { incidentId: run.incidentId, declaredAt: incident.declaredAt, stepId: run.stepId, inputs: run.inputs, reason: args.reason === 'incident' ? 'incident' : 'periodic', clock: this.deps.clock, logger: runLogger },
+        { incidentId: run.incidentId, declaredAt: incident.declaredAt, metadata: incident.metadata, stepId: run.stepId, inputs: run.inputs, reason: args.reason === 'incident' ? 'incident' : 'periodic', clock: this.deps.clock, logger: runLogger },
         args,
       );
       this.finishRunSucceeded(run, incident, stepDef, outcome);
@@ -471,13 +491,13 @@ export class Engine {
       const result = { summary: scrubText(outcome.summary), facts: outcome.facts.map(([label, value]) => [label, scrubText(value)]), fingerprints: outcome.fingerprints ?? {} };
       if (!runsStore.finishRun(db, run.id, { status: 'succeeded', at: now, result })) return;
       appendAudit(db, { incidentId: run.incidentId, at: now, actor: run.approvedBy ?? run.requestedBy, event: 'action.succeeded', stepId: run.stepId, details: { action: run.action, runId: run.id, fingerprints: outcome.fingerprints ?? {}, summary: result.summary } });
-      this.deps.onActionSucceeded?.({ incidentId: run.incidentId, actionId: run.action, actor: run.approvedBy ?? run.requestedBy, rotated: outcome.rotated ?? [], fingerprints: outcome.fingerprints ?? {}, at: now });
+      this.deps.onActionSucceeded?.({ incidentId: run.incidentId, actionId: run.action, actor: run.approvedBy ?? run.requestedBy, outcome, at: now });
       for (const followUp of outcome.followUps ?? []) {
         timers.insertTimer(db, { incidentId: run.incidentId, stepId: run.stepId, kind: 'follow_up', dueAt: now + followUp.delayMs, payload: { followUp: followUp.kind, ...followUp.payload } });
       }
       const current = incidents.getIncident(db, run.incidentId)!;
       const step = stepDef ? incidents.getStep(db, run.incidentId, run.stepId) : undefined;
-      if (current.status === 'open' && step?.status === 'pending') {
+      if (current.status === 'open' && step?.status === 'pending' && outcome.completesStep !== false) {
         incidents.setStepStatus(db, run.incidentId, run.stepId, { status: 'done', by: run.approvedBy ?? run.requestedBy, at: now });
         appendAudit(db, { incidentId: run.incidentId, at: now, actor: run.approvedBy ?? run.requestedBy, event: 'step.done', stepId: run.stepId, details: { by: 'action', runId: run.id } });
         this.resolveWhenFinished(current, run.approvedBy ?? run.requestedBy, now);
@@ -738,6 +758,14 @@ export class Engine {
     throw new UserError('invalid_transition', `Step "${title}" is already ${step.status}${by}, so you cannot ${verb}. Press Undo first if it needs another go.`);
   }
 
+  /** A step's action waits for the steps it requires, such as a safety backup before a restore. */
+  private requirePrerequisites(incident: incidents.IncidentRow, def: RunbookStep): void {
+    const pending = def.requires.filter((required) => incidents.getStep(this.deps.db, incident.id, required)?.status !== 'done');
+    if (pending.length === 0) return;
+    const titles = pending.map((required) => `"${this.stepDef(incident, required).title}"`).join(', ');
+    throw new UserError('invalid_transition', `Finish ${titles} first: "${def.title}" may only run after ${pending.length === 1 ? 'it' : 'them'}.`);
+  }
+
   /** Marking steps on a critical incident needs a responder, when RESPONDERS is set. Refusals are audited. */
   private requireMarkPermission(incident: incidents.IncidentRow, actor: Actor, event: string, stepId: string | undefined, now: number): void {
     const { policy } = this.deps;
@@ -750,6 +778,8 @@ export class Engine {
   }
 
   private requireActionPermissionOrAudit(incident: incidents.IncidentRow, actor: Actor, actionId: string, stepId: string, now: number): void {
+    // The bot runs the actions of its own schedules (backups, audits).
+    if (actor.userId === BOT_ACTOR) return;
     if (!this.deps.policy.respondersConfigured) {
       this.refuse(incident.id, actor, `action.${actionId}`, stepId, now, 'Actions are off because RESPONDERS is not set. Set RESPONDERS to the Slack user and user group ids who may run actions, then restart the bot.');
     }
@@ -802,6 +832,48 @@ export class Engine {
     });
     this.deps.onOutbox();
     return id;
+  }
+
+  /** Posts a message to a channel outside any incident (schedules, digests), with an audit entry. */
+  postToChannel(channel: string, message: SlackMessage, event: string, details: Record<string, unknown> = {}): void {
+    const { db } = this.deps;
+    inTransaction(db, () => {
+      enqueue(db, { incidentId: null, target: 'slack', kind: 'channel_post', payload: { channel, message } }, this.now);
+      appendAudit(db, { incidentId: null, at: this.now, actor: BOT_ACTOR, event, details });
+    });
+    this.deps.onOutbox();
+  }
+
+  /** Pages outside any incident (a failed backup), under its own dedup key. */
+  pageOps(page: { dedupKey: string; summary: string; severity: 'critical' | 'error' | 'warning' | 'info' }): void {
+    if (!this.deps.paging.enabled) return;
+    inTransaction(this.deps.db, () => {
+      enqueue(this.deps.db, { incidentId: null, target: 'pagerduty', kind: 'pagerduty_ops', payload: page }, this.now);
+    });
+    this.deps.onOutbox();
+  }
+
+  /** Records a rotation that was done outside the bot, so reminders count from it. */
+  recordOutsideRotation(secretName: string, actor: Actor): void {
+    if (!ROTATED_SECRETS.includes(secretName)) {
+      throw new UserError('invalid_input', `"${secretName}" is not a secret the bot tracks; use one of ${ROTATED_SECRETS.join(', ')}.`);
+    }
+    if (this.deps.policy.respondersConfigured && !actor.isResponder) {
+      throw new UserError('not_permitted', 'Only responders may record a rotation. Ask a responder, or ask an admin to add you to RESPONDERS.');
+    }
+    const { db } = this.deps;
+    inTransaction(db, () => {
+      recordRotation(db, { secretName, rotatedAt: this.now, source: 'outside', actor: actor.userId });
+      appendAudit(db, { incidentId: null, at: this.now, actor: actor.userId, event: 'rotation.recorded_outside', details: { secretName } });
+    });
+  }
+
+  recentBackups(limit = 10): BackupRow[] {
+    return recentBackups(this.deps.db, limit, 'database');
+  }
+
+  getBackup(id: number): BackupRow | undefined {
+    return getBackup(this.deps.db, id);
   }
 
   queuePost(incidentId: number, message: SlackMessage): void {

@@ -40,6 +40,8 @@ export const ACTION_IDS = {
   declareAnyway: 'incident.declare_anyway',
   followUp: 'incident.follow_up',
   startRunbook: 'runbook.start',
+  recordRotation: 'rotation.record_outside',
+  chooseBackup: 'restore.choose_backup',
 } as const;
 
 export interface ButtonValue {

@@ -59,6 +59,10 @@ const stepSchema = z
     action: actionSchema.optional(),
     /** Set by the engine when an outside event completes the step (a page accepted). */
     completes_on: z.enum(['page_accepted']).optional(),
+    /** Start the step's action when the incident opens, as whoever declared it (a responder or the bot). */
+    runs_on_start: z.boolean().default(false),
+    /** Steps that must be done before this step's action may run. */
+    requires: z.array(identifier).max(20).default([]),
   })
   .superRefine((step, context) => {
     for (const [index, reminder] of step.reminders.entries()) {
@@ -73,6 +77,9 @@ const stepSchema = z
           message: 'a reminder must come before the deadline (it is how long before the deadline to remind)',
         });
       }
+    }
+    if (step.runs_on_start && !step.action) {
+      context.addIssue({ code: 'custom', path: ['runs_on_start'], message: 'runs_on_start needs an action on the same step' });
     }
     if (step.watch?.checkin !== undefined && step.watch.checkin >= step.watch.duration) {
       context.addIssue({ code: 'custom', path: ['watch', 'checkin'], message: 'the check-in interval must be shorter than the watch' });
@@ -96,6 +103,11 @@ export const runbookSchema = z
     for (const [index, step] of runbook.steps.entries()) {
       if (seen.has(step.id)) {
         context.addIssue({ code: 'custom', path: ['steps', index, 'id'], message: `duplicate step id "${step.id}"` });
+      }
+      for (const [position, required] of step.requires.entries()) {
+        if (!seen.has(required)) {
+          context.addIssue({ code: 'custom', path: ['steps', index, 'requires', position], message: `"${required}" is not an earlier step of this runbook` });
+        }
       }
       seen.add(step.id);
     }

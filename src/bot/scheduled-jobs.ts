@@ -1,0 +1,146 @@
+import { ActionError } from './errors.ts';
+import type { ActionRegistry } from '../runbooks/actions-registry.ts';
+import { BOT_ACTOR, ROTATED_SECRETS, type Engine } from '../runbooks/engine.ts';
+import { escapeText, slackDate } from '../runbooks/mrkdwn.ts';
+import { ACTION_IDS, renderNotice, type SlackMessage } from '../runbooks/render.ts';
+import type { RunbookCatalog } from '../runbooks/loader.ts';
+import { listBackups } from '../store/backups.ts';
+import type { Db } from '../store/db.ts';
+import { rotationHistory } from '../store/rotations.ts';
+import { getSetting, setSetting } from '../store/settings.ts';
+import type { Clock } from './clock.ts';
+import type { Config } from './config.ts';
+import type { Logger } from './logger.ts';
+import { rotationReminderDue } from './rotation-reminder.ts';
+import { BOT_SCHEDULES, type ScheduledJob, type SlotRun } from './schedules.ts';
+
+const DAY_MS = 86_400_000;
+
+/** The runbook that rotates each tracked secret, for the reminder's Start rotation button. */
+const ROTATION_RUNBOOK: Record<string, string> = { DJANGO_SECRET_KEY: 'rotate-secret-key', SENTRY_DSN: 'rotate-sentry-dsn' };
+
+export interface JobDeps {
+  config: Config;
+  db: Db;
+  clock: Clock;
+  logger: Logger;
+  engine: Engine;
+  actions: ActionRegistry;
+  runbooks: RunbookCatalog;
+}
+
+/**
+ * The recurring work: the backup (BACKUP_CRON, daily at 02:00 by default), a
+ * weekly backup digest, the monthly restore test and security audit, and the
+ * daily rotation-age check. Each job reports its own failures to the ops
+ * channel; the scheduler records them.
+ */
+export function scheduledJobs(deps: JobDeps): ScheduledJob[] {
+  const cronOf = (name: string) => {
+    const schedule = BOT_SCHEDULES.find((entry) => entry.name === name)!;
+    const variable = 'variable' in schedule ? schedule.variable : undefined;
+    return { cron: (variable && deps.config.env[variable]?.trim()) || schedule.defaultCron, variable };
+  };
+  return [
+    { name: 'backup', ...cronOf('backup'), run: (slot) => runScheduledBackup(deps, slot) },
+    { name: 'backup-digest', cron: '0 9 * * 1', run: async () => postBackupDigest(deps) },
+    { name: 'restore-test', ...cronOf('restore-test'), run: async (slot) => openScheduledRunbook(deps, 'restore-test', slot) },
+    { name: 'security-audit', ...cronOf('security-audit'), run: async (slot) => openScheduledRunbook(deps, 'security-audit', slot) },
+    { name: 'rotation-age', ...cronOf('rotation-age'), run: async () => checkRotationAges(deps) },
+  ];
+}
+
+function opsChannel(deps: JobDeps): string | undefined {
+  return deps.config.opsChannel;
+}
+
+async function runScheduledBackup(deps: JobDeps, slot: SlotRun): Promise<void> {
+  const action = deps.actions.get('backup.run');
+  const missing = deps.actions.missingConfig('backup.run');
+  if (!action || missing.length > 0) {
+    deps.logger.warn({ slot: slot.id, missing }, 'scheduled backup skipped: not configured');
+    return;
+  }
+  const logger = deps.logger.child({ schedule: 'backup', slot: slot.id });
+  try {
+    await action.run({ incidentId: 0, declaredAt: slot.at, metadata: {}, stepId: 'schedule', inputs: {}, reason: 'periodic', clock: deps.clock, logger }, {});
+    logger.info({ lateMs: slot.lateMs, caughtUp: slot.caughtUp }, 'scheduled backup done');
+  } catch (error) {
+    const reason = error instanceof ActionError ? error.message : String(error);
+    const channel = opsChannel(deps);
+    if (channel) {
+      deps.engine.postToChannel(channel, renderNotice(`:x: *Backup failed* (${escapeText(slot.id)}): ${escapeText(reason)}. Run \`/incident backup\` once it is fixed.`), 'backup.failed', { slot: slot.id });
+    }
+    deps.engine.pageOps({ dedupKey: `runbook-bot-backup-${slot.slot}`, summary: `runbook-bot: backup ${slot.id} failed: ${reason}`, severity: 'warning' });
+    throw error;
+  }
+}
+
+function postBackupDigest(deps: JobDeps): void {
+  const channel = opsChannel(deps);
+  if (!channel) return;
+  const since = deps.clock.now() - 7 * DAY_MS;
+  const recent = listBackups(deps.db, { limit: 500 }).filter((backup) => backup.createdAt >= since);
+  const good = recent.filter((backup) => backup.status !== 'failed');
+  const failed = recent.filter((backup) => backup.status === 'failed');
+  const newest = good.find((backup) => backup.kind === 'database');
+  const lines = [
+    `:floppy_disk: *Weekly backup digest*: ${good.length} good and ${failed.length} failed backups in the last 7 days.`,
+    newest ? `Newest database backup: \`${escapeText(newest.path)}\` at ${slackDate(newest.createdAt)}.` : ':warning: No good database backup in the last 7 days.',
+  ];
+  deps.engine.postToChannel(channel, renderNotice(lines.join('\n')), 'backup.digest', { good: good.length, failed: failed.length });
+}
+
+function openScheduledRunbook(deps: JobDeps, runbookId: string, slot: SlotRun): void {
+  const runbook = deps.runbooks.find(runbookId);
+  const channel = opsChannel(deps);
+  if (!runbook || !channel) {
+    deps.logger.warn({ runbookId, slot: slot.id, channel }, 'scheduled runbook not opened: runbook or OPS_CHANNEL missing');
+    return;
+  }
+  deps.engine.declare({
+    runbook,
+    summary: `Scheduled ${runbook.title.toLowerCase()} for ${slot.slot}`,
+    channelId: channel,
+    userId: BOT_ACTOR,
+    origin: 'schedule',
+    force: true,
+    metadata: { slot: slot.id },
+  });
+}
+
+function checkRotationAges(deps: JobDeps): void {
+  const channel = opsChannel(deps);
+  const now = deps.clock.now();
+  for (const secretName of ROTATED_SECRETS) {
+    const settingKey = `rotation_reminder:${secretName}`;
+    const lastReminderAt = Number(getSetting(deps.db, settingKey) ?? NaN);
+    const decision = rotationReminderDue(rotationHistory(deps.db, secretName, 20), now, {
+      maxAgeDays: 90,
+      repeatDays: 7,
+      lastReminderAt: Number.isFinite(lastReminderAt) ? lastReminderAt : null,
+    });
+    if (!decision.due) continue;
+    if (channel) deps.engine.postToChannel(channel, reminderMessage(secretName, decision.ageDays, decision.lastRotatedAt), 'rotation.reminded', { secretName, ageDays: decision.ageDays });
+    setSetting(deps.db, settingKey, String(now));
+    deps.logger.info({ secretName, ageDays: decision.ageDays }, 'rotation reminder posted');
+  }
+}
+
+function reminderMessage(secretName: string, ageDays: number | null, lastRotatedAt: number | null): SlackMessage {
+  const age = lastRotatedAt === null ? 'has no rotation on record' : `was last rotated ${ageDays} days ago, on ${slackDate(lastRotatedAt, '{date_short}')}`;
+  return {
+    text: `${secretName} is due for rotation`,
+    blocks: [
+      { type: 'section', text: { type: 'mrkdwn', text: `:key: *${secretName}* ${age}. Keys are rotated at least every 90 days; this reminder repeats weekly until it is done.` } },
+      {
+        type: 'actions',
+        block_id: `rotation|${secretName}`,
+        elements: [
+          { type: 'button', style: 'primary', text: { type: 'plain_text', text: 'Start rotation' }, action_id: ACTION_IDS.startRunbook, value: JSON.stringify({ runbook: ROTATION_RUNBOOK[secretName], summary: `Quarterly rotation of ${secretName}` }) },
+          { type: 'button', text: { type: 'plain_text', text: 'It was rotated outside the bot' }, action_id: ACTION_IDS.recordRotation, value: JSON.stringify({ secret: secretName }) },
+        ],
+      },
+    ],
+  };
+}
