@@ -41,7 +41,7 @@ function captureLogs() {
 }
 
 function context(reason: ActionContext['reason'], logger: Logger): ActionContext {
-  return { incidentId: 7, declaredAt: 0, stepId: 'rotate', inputs: {}, reason, clock: systemClock, logger };
+  return { incidentId: 7, declaredAt: 0, metadata: {}, stepId: 'rotate', inputs: {}, reason, clock: systemClock, logger };
 }
 
 async function expectActionError(promise: Promise<unknown>): Promise<ActionError> {

@@ -43,6 +43,7 @@ function context(reason: ActionContext['reason']): ActionContext {
   return {
     incidentId: 17,
     declaredAt: 0,
+    metadata: {},
     stepId: 'rotate',
     inputs: {},
     reason,

@@ -46,7 +46,8 @@ export class OutboxWorker {
 
   start(): void {
     this.stopped = false;
-    this.options.logger.info({ pending: outbox.countPending(this.options.db) }, 'outbox worker started');
+    const resumed = outbox.resetInFlight(this.options.db);
+    this.options.logger.info({ pending: outbox.countPending(this.options.db), resumed }, 'outbox worker started');
     this.poller = setInterval(() => this.kick(), this.options.pollMs ?? 5_000);
     this.poller.unref();
     this.kick();
@@ -108,6 +109,7 @@ export class OutboxWorker {
     const { db, clock, logger } = this.options;
     const deliverer = this.options.deliverers[message.target];
     let result: DeliveryResult;
+    outbox.markInFlight(db, message.id);
     if (!deliverer) {
       result = { kind: 'failed', error: `no deliverer for ${message.target} is configured` };
     } else {

@@ -309,7 +309,14 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       }
       const adjustable = clock as Partial<{ onChange(listener: () => void): () => void }>;
       if (typeof adjustable.onChange === 'function') {
-        unsubscribeClock = adjustable.onChange(() => states.forEach((state) => armTimer(state)));
+        // A moved clock may jump over slots: run the newest one it passed, once.
+        unsubscribeClock = adjustable.onChange(() =>
+          states.forEach((state) => {
+            runDue(state, clock.now(), true)
+              .catch((error: unknown) => logger.error({ schedule: state.job.name, err: error }, 'schedule catch-up failed'))
+              .finally(() => armTimer(state));
+          }),
+        );
       }
       logger.info({ schedules: states.map((state) => state.job.name), timezone }, 'scheduler started');
       return catchUp();

@@ -108,6 +108,9 @@ export const MIGRATIONS: readonly string[] = [
     merge_key TEXT,
     payload TEXT NOT NULL DEFAULT '{}',
     status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+    -- 1 while a worker delivers the message; a merge never joins such a row,
+    -- because its render is already taken.
+    in_flight INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
@@ -116,7 +119,7 @@ export const MIGRATIONS: readonly string[] = [
     result TEXT
   );
   CREATE INDEX outbox_pending ON outbox (status, next_attempt_at);
-  CREATE UNIQUE INDEX outbox_merge ON outbox (merge_key) WHERE status = 'pending';
+  CREATE UNIQUE INDEX outbox_merge ON outbox (merge_key) WHERE status = 'pending' AND in_flight = 0;
 
   CREATE TABLE settings (
     key TEXT PRIMARY KEY,

@@ -69,7 +69,7 @@ export interface NewOutboxMessage {
 export function enqueue(db: Db, message: NewOutboxMessage, now: number): number {
   if (message.mergeKey) {
     const existing = db
-      .prepare("SELECT id FROM outbox WHERE merge_key = ? AND status = 'pending'")
+      .prepare("SELECT id FROM outbox WHERE merge_key = ? AND status = 'pending' AND in_flight = 0")
       .get(message.mergeKey) as { id: number } | undefined;
     if (existing) return existing.id;
   }
@@ -105,8 +105,18 @@ export function nextDueAt(db: Db): number | undefined {
   return row.at ?? undefined;
 }
 
+/** Marks a message as being delivered, so later changes queue a new render instead of merging into it. */
+export function markInFlight(db: Db, id: number): void {
+  db.prepare('UPDATE outbox SET in_flight = 1 WHERE id = ?').run(id);
+}
+
+/** Clears in-flight marks left by a process that died mid-delivery; those messages are sent again. */
+export function resetInFlight(db: Db): number {
+  return db.prepare("UPDATE outbox SET in_flight = 0 WHERE in_flight = 1 AND status = 'pending'").run().changes;
+}
+
 export function markDelivered(db: Db, id: number, now: number, result?: Record<string, unknown>): void {
-  db.prepare("UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1, result = ? WHERE id = ?").run(
+  db.prepare("UPDATE outbox SET status = 'delivered', in_flight = 0, delivered_at = ?, attempts = attempts + 1, result = ? WHERE id = ?").run(
     now,
     result ? JSON.stringify(result) : null,
     id,
@@ -114,11 +124,11 @@ export function markDelivered(db: Db, id: number, now: number, result?: Record<s
 }
 
 export function markFailed(db: Db, id: number, error: string): void {
-  db.prepare("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?").run(error, id);
+  db.prepare("UPDATE outbox SET status = 'failed', in_flight = 0, attempts = attempts + 1, last_error = ? WHERE id = ?").run(error, id);
 }
 
 export function scheduleRetry(db: Db, id: number, nextAttemptAt: number, error: string): void {
-  db.prepare('UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?').run(nextAttemptAt, error, id);
+  db.prepare('UPDATE outbox SET in_flight = 0, attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?').run(nextAttemptAt, error, id);
 }
 
 export function getOutboxMessage(db: Db, id: number): OutboxRow | undefined {

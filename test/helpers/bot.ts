@@ -61,9 +61,13 @@ export async function startTestBot(options: { env?: Record<string, string>; acti
       await bot.engine.settle();
       await bot.outbox.idle();
       const state = bot.db
-        .prepare("SELECT (SELECT count(*) FROM outbox) || '/' || (SELECT count(*) FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?) || '/' || (SELECT count(*) FROM audit_log) AS s")
+        .prepare(
+          `SELECT (SELECT count(*) FROM outbox) || '/' || (SELECT count(*) FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?)
+             || '/' || (SELECT count(*) FROM action_runs WHERE status = 'running') || '/' || (SELECT count(*) FROM audit_log) AS s`,
+        )
         .get(bot.clock.now()) as { s: string };
-      if (state.s === previous && state.s.split('/')[1] === '0') return;
+      const [, due, running] = state.s.split('/');
+      if (state.s === previous && due === '0' && running === '0') return;
       previous = state.s;
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
