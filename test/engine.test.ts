@@ -126,6 +126,14 @@ describe('engine', () => {
     expect(listSteps(harness.db, id).find((row) => row.stepId === 'notify')!.status).toBe('pending');
   });
 
+  it('escalation is also shown in the channel', () => {
+    const id = declareSecretKey(harness);
+    harness.clock.advance(15 * MINUTE);
+    fireDue(harness);
+    const escalation = listOutbox(harness.db, id).find((row) => JSON.stringify(row.payload).includes('Deadline missed'))!;
+    expect(escalation.payload.broadcast).toBe(true);
+  });
+
   it('reminders come 5 and 1 minutes before the deadline', () => {
     const id = declareSecretKey(harness);
     harness.clock.advance(10 * MINUTE);
@@ -173,13 +181,32 @@ describe('engine', () => {
 
   it('late timer is marked late with how late', () => {
     const id = declareSecretKey(harness);
+    // The bot is down from minute 1 and comes back at minute 45.
+    const restarted = createEngineHarness({ dir: harness.dbPath.replace(/\/bot\.sqlite3$/, ''), clockOffsetMs: 45 * MINUTE });
+    try {
+      fireDue(restarted);
+      const deadline = listIncidentTimers(restarted.db, id).find((timer) => timer.kind === 'deadline')!;
+      expect(deadline.lateMs).toBe(30 * MINUTE);
+      const escalation = listOutbox(restarted.db, id).find((row) => JSON.stringify(row.payload).includes('Deadline missed'))!;
+      expect(JSON.stringify(escalation.payload)).toContain('Late by 30 min');
+    } finally {
+      restarted.db.close();
+    }
+  });
+
+  it('clock moved past a deadline escalates without a late note', () => {
+    const id = declareSecretKey(harness);
     harness.clock.advance(45 * MINUTE);
     fireDue(harness);
-    const deadline = listIncidentTimers(harness.db, id).find((timer) => timer.kind === 'deadline')!;
-    expect(deadline.lateMs).toBe(30 * MINUTE);
-    expect(threadPosts(harness, id).length).toBeGreaterThan(0);
     const escalation = listOutbox(harness.db, id).find((row) => JSON.stringify(row.payload).includes('Deadline missed'))!;
-    expect(JSON.stringify(escalation.payload)).toContain('Late by 30 min');
+    expect(JSON.stringify(escalation.payload)).not.toContain('Late by');
+  });
+
+  it('reminder after its deadline is skipped', () => {
+    const id = declareSecretKey(harness);
+    harness.clock.advance(20 * MINUTE);
+    fireDue(harness);
+    expect(threadPosts(harness, id).filter((text) => text.startsWith('Reminder'))).toHaveLength(0);
   });
 
   it('watch posts three check-ins and a closing prompt', () => {

@@ -196,18 +196,25 @@ describe('sandbox in the browser', () => {
     expect(await refusal.count()).toBe(0);
   });
 
-  it('clock jump fires reminders, escalation', async () => {
+  it('clock steps fire the reminder, then the escalation', async () => {
     await declareAndOpenThread();
     const before = await threadTexts();
-
-    await page.locator('[data-advance-ms="900000"]').click();
 
     const reminders = () =>
       threadTexts().then((texts) => texts.filter((text) => text.includes('⏰ Reminder:')).length);
     const escalations = () =>
       threadTexts().then((texts) => texts.filter((text) => text.includes('Deadline missed on')).length);
-    await expect.poll(reminders, { timeout: UPDATE_TIMEOUT_MS }).toBe(2);
+
+    // Ten minutes in: the reminder five minutes before the deadline.
+    await page.locator('[data-advance-ms="300000"]').click();
+    await page.locator('[data-advance-ms="300000"]').click();
+    await expect.poll(reminders, { timeout: UPDATE_TIMEOUT_MS }).toBe(1);
+
+    // Fifteen minutes in: the deadline passed. The one-minute reminder was
+    // jumped over and is skipped, because it would only echo the escalation.
+    await page.locator('[data-advance-ms="300000"]').click();
     await expect.poll(escalations, { timeout: UPDATE_TIMEOUT_MS }).toBe(1);
+    expect(await reminders()).toBe(1);
     expect(before.filter((text) => text.includes('Reminder:'))).toEqual([]);
     expect(await page.locator('#thread .mention', { hasText: '@channel' }).count()).toBe(1);
     await expect

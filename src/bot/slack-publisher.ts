@@ -5,6 +5,7 @@ import {
   WebAPIPlatformError,
   WebAPIRateLimitedError,
   WebAPIRequestError,
+  type ChatPostMessageArguments,
   type WebClient,
 } from '@slack/web-api';
 
@@ -58,7 +59,7 @@ export class SlackPublisher {
         return { kind: 'delivered' };
       case 'thread_post': {
         if (!incident.messageTs) return { kind: 'retry', error: 'incident message not posted yet' };
-        const result = await this.post(incident.channelId, message.payload.message as SlackMessage, incident.messageTs);
+        const result = await this.post(incident.channelId, message.payload.message as SlackMessage, incident.messageTs, message.payload.broadcast === true);
         return { kind: 'delivered', result: { ts: result } };
       }
       default:
@@ -102,15 +103,15 @@ export class SlackPublisher {
     }
   }
 
-  private async post(channel: string, message: SlackMessage, threadTs?: string): Promise<string> {
+  private async post(channel: string, message: SlackMessage, threadTs?: string, broadcast = false): Promise<string> {
     const response = await this.deps.client.chat.postMessage({
       channel,
       text: message.text,
       blocks: message.blocks,
-      ...(threadTs ? { thread_ts: threadTs } : {}),
+      ...(threadTs ? { thread_ts: threadTs, ...(broadcast ? { reply_broadcast: true } : {}) } : {}),
       unfurl_links: false,
       unfurl_media: false,
-    });
+    } as ChatPostMessageArguments);
     return String(response.ts);
   }
 }

@@ -85,8 +85,12 @@ export type DeclareResult =
  */
 export class Engine {
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** When this process started; a timer due before it fired late because the bot was down. */
+  private readonly startedAt: number;
 
-  constructor(private readonly deps: EngineDeps) {}
+  constructor(private readonly deps: EngineDeps) {
+    this.startedAt = deps.clock.now();
+  }
 
   get now(): number {
     return this.deps.clock.now();
@@ -551,7 +555,10 @@ export class Engine {
       if (!timer || timer.status !== 'pending' || timer.dueAt > now) return undefined;
       const lateMs = Math.max(0, now - timer.dueAt);
       if (!timers.claimTimer(db, timerId, now, lateMs)) return undefined;
-      const effect = timer.incidentId !== null ? this.applyTimer(timer, lateMs) : 'no incident';
+      // Only lateness from downtime is worth telling people about; a clock
+      // moved forward in the sandbox is not the bot being down.
+      const downtimeLateMs = timer.dueAt < this.startedAt ? lateMs : 0;
+      const effect = timer.incidentId !== null ? this.applyTimer(timer, downtimeLateMs) : 'no incident';
       appendAudit(db, { incidentId: timer.incidentId, at: now, actor: BOT_ACTOR, event: 'timer.fired', stepId: timer.stepId, details: { timerId, kind: timer.kind, dueAt: timer.dueAt, lateMs, late: lateMs >= LATE_THRESHOLD_MS, effect } });
       return { timer, lateMs, effect };
     });
@@ -572,11 +579,13 @@ export class Engine {
     if (step.row.status !== 'pending') return `step ${step.row.status}`;
     switch (timer.kind) {
       case 'reminder':
+        // A reminder that comes after its deadline would only echo the escalation.
+        if (step.row.dueAt !== null && step.row.dueAt <= this.now) return 'reminder skipped: deadline passed';
         this.queuePost(incident.id, renderReminder(view, step, lateMs));
         return 'reminded';
       case 'deadline':
         incidents.markDeadlineMissed(db, incident.id, step.def.id);
-        this.queuePost(incident.id, renderEscalation(view, step, lateMs));
+        this.queuePost(incident.id, renderEscalation(view, step, lateMs), { broadcast: true });
         if (this.deps.paging.enabled) this.queuePage(incident.id, 'trigger', 'critical', 'deadline_missed');
         this.queueRefresh(incident.id);
         return 'escalated';
@@ -876,8 +885,9 @@ export class Engine {
     return getBackup(this.deps.db, id);
   }
 
-  queuePost(incidentId: number, message: SlackMessage): void {
-    enqueue(this.deps.db, { incidentId, target: 'slack', kind: 'thread_post', payload: { message } }, this.now);
+  /** Queues a thread message; `broadcast` also shows it in the channel (escalations). */
+  queuePost(incidentId: number, message: SlackMessage, options: { broadcast?: boolean } = {}): void {
+    enqueue(this.deps.db, { incidentId, target: 'slack', kind: 'thread_post', payload: { message, broadcast: Boolean(options.broadcast) } }, this.now);
   }
 
   private queuePage(incidentId: number, action: 'trigger' | 'resolve', severity: string, reason: string, actor?: string): void {

@@ -275,9 +275,9 @@ function describeRun(step: StepView): string[] {
     case 'running':
       return [`:hourglass_flowing_sand: Running, started by ${mentionUser(run.approvedBy ?? run.requestedBy)} at ${slackDate(run.startedAt ?? run.requestedAt)}`];
     case 'succeeded':
-      return [`:white_check_mark: ${escapeText(String(run.result?.summary ?? 'Action succeeded'))}`, ...formatFacts(run.result), formatDurationOf(run)];
+      return [`:white_check_mark: ${escapeText(String(run.result?.summary ?? 'Action succeeded'))}`, ...formatFacts(run.result), ...formatDurationOf(run)];
     case 'failed':
-      return [`:x: Action failed: ${escapeText(run.error ?? 'unknown error')}`, ...formatFacts(run.result), formatDurationOf(run)];
+      return [`:x: Action failed: ${escapeText(run.error ?? 'unknown error')}`, ...formatFacts(run.result), ...formatDurationOf(run)];
     case 'interrupted':
       return [':warning: Interrupted: the bot stopped while this action ran. Check what it changed and run it again.'];
   }
@@ -288,10 +288,13 @@ function formatFacts(result: Record<string, unknown> | null): string[] {
   return facts.map(([label, value]) => `• ${escapeText(label)}: ${escapeText(value)}`);
 }
 
-function formatDurationOf(run: { startedAt: number | null; finishedAt: number | null }): string {
-  if (run.startedAt === null || run.finishedAt === null) return '';
+/** "Took 1.2 s", unless the action already reported its own duration. */
+function formatDurationOf(run: { startedAt: number | null; finishedAt: number | null; result: Record<string, unknown> | null }): string[] {
+  if (run.startedAt === null || run.finishedAt === null) return [];
+  const facts = (run.result?.facts as Array<[string, string]> | undefined) ?? [];
+  if (facts.some(([label]) => /duration|took/i.test(label))) return [];
   const ms = run.finishedAt - run.startedAt;
-  return `Took ${ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`}`;
+  return [`Took ${ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`}`];
 }
 
 /**

@@ -53,11 +53,13 @@ export function createEngineHarness(options: {
   actions?: ActionRegistry;
   runbooksDir?: string;
   dir?: string;
+  /** Start the clock this far after START, as a bot restarted later would. */
+  clockOffsetMs?: number;
 } = {}): EngineHarness {
   const dir = options.dir ? { path: options.dir, remove: () => {} } : tempDir();
   const dbPath = join(dir.path, 'bot.sqlite3');
   const db = openDatabase(dbPath);
-  const clock = new AdjustableClock(0, { now: () => START });
+  const clock = new AdjustableClock(options.clockOffsetMs ?? 0, { now: () => START });
   const { logger, logs } = captureLogger();
   const runbooks = loadRunbooks(options.runbooksDir);
   const engine = new Engine({
