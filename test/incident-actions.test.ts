@@ -149,3 +149,53 @@ describe('actions without configuration', () => {
     expect(blocks).not.toContain('step.run');
   });
 });
+
+describe('periodic rotation on a real Django 4.2', () => {
+  let site: DjangoSite;
+  let bot: TestBot;
+
+  beforeAll(async () => {
+    site = await startDjango();
+  }, 60_000);
+  afterAll(async () => {
+    await site.stop();
+  });
+  beforeEach(async () => {
+    bot = await startTestBot({
+      env: {
+        SECRET_STORE: 'env',
+        DJANGO_ENV_FILE: site.envFile,
+        DJANGO_DATABASE_PATH: site.databasePath,
+        DJANGO_RESTART_COMMAND: JSON.stringify(site.restartArgv),
+        DJANGO_HEALTH_URL: `${site.baseUrl}/healthz/`,
+      },
+    });
+  });
+  afterEach(async () => {
+    await bot.close();
+  });
+
+  it('old key stays a fallback, then the follow-up button removes it', async () => {
+    // Bob uses the site during the fallback window, so Django moves his
+    // session to the new key; Alice stays idle and still has the old one.
+    const browser = new DjangoBrowser(site.baseUrl);
+    const idle = new DjangoBrowser(site.baseUrl);
+    expect(await browser.login('bob')).toBe(200);
+    expect(await idle.login('alice')).toBe(200);
+    await bot.command(ALEX, '/incident rotate-secret-key quarterly');
+    await bot.click(ALEX, 'step.run', 'rotate');
+    expect(await envValue(site, 'DJANGO_SECRET_KEY_FALLBACKS')).toBeTruthy();
+    expect(await browser.whoami()).toBe('bob');
+
+    bot.bot.adjustableClock!.advance(24 * 3_600_000 + 1000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await bot.settle();
+    const prompt = bot.messages().find((message) => message.text === 'Time to remove the old key from the fallbacks');
+    expect(prompt).toBeDefined();
+
+    await bot.click(ALEX, 'incident.follow_up');
+    expect((await envValue(site, 'DJANGO_SECRET_KEY_FALLBACKS')) ?? '').toBe('');
+    expect(await idle.whoami()).toBeUndefined();
+    expect(await browser.whoami()).toBe('bob');
+  });
+});

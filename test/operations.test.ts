@@ -131,6 +131,33 @@ describe('backups and restores from the channel', () => {
     expect(ephemeral(bot, GUEST).text).toContain('Only responders can run actions');
   });
 
+  it('first of the month opens the restore test and the audit', async () => {
+    await bot.command(ALEX, '/incident backup');
+    const now = bot.bot.clock.now();
+    const firstOfNextMonth = Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth() + 1, 1, 9, 30);
+    bot.bot.adjustableClock!.advance(firstOfNextMonth - now);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await bot.settle();
+    const opened = bot.bot.engine.listOpen().map((incident) => `${incident.runbookId}:${incident.origin}`);
+    expect(opened).toContain('restore-test:schedule');
+    expect(opened).toContain('security-audit:schedule');
+  });
+
+  it('audit checks variables by name and never shows their values', async () => {
+    await bot.command(ALEX, '/incident security-audit');
+    const checklist = JSON.stringify(bot.messages().find((message) => message.text.startsWith('Checklist for incident #1'))!.blocks);
+    expect(checklist).toContain('SENTRY_DSN: missing');
+    expect(checklist).toContain(':warning: failed: 1 of 2 required variables are not set');
+    expect(checklist).not.toContain(ENV_SECRET);
+  });
+
+  it('read-only audit check can run again', async () => {
+    await bot.command(ALEX, '/incident security-audit');
+    await bot.click(ALEX, 'step.run', 'env-vars');
+    const runs = bot.bot.db.prepare("SELECT status FROM action_runs WHERE step_id = 'env-vars' ORDER BY id").all() as Array<{ status: string }>;
+    expect(runs.map((run) => run.status)).toEqual(['superseded', 'succeeded']);
+  });
+
   it('/incident schedules lists every schedule with its next run', async () => {
     await bot.command(SAM, '/incident schedules');
     const text = ephemeral(bot, SAM).text;

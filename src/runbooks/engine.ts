@@ -340,7 +340,10 @@ export class Engine {
       if (!action) throw new UserError('invalid_transition', `Step "${def.title}" has no action to run; press Done when it is finished.`);
       this.requireActionPermission(incident, actor, action.id, stepId);
       const existing = runsStore.findActiveRun(db, incidentId, stepId, action.id);
-      if (existing) throw describeExistingRun(existing);
+      // A read-only check may run again (an audit item after a fix); an
+      // action that changes something runs once.
+      if (existing && existing.status === 'succeeded' && !action.destructive) runsStore.supersedeRun(db, existing.id);
+      else if (existing) throw describeExistingRun(existing);
       this.requireStatus(incident, step, 'pending', 'run its action');
       this.requirePrerequisites(incident, def);
       const missing = this.deps.actions.missingConfig(action.id);
@@ -370,7 +373,7 @@ export class Engine {
       if (!def.action) throw new UserError('invalid_transition', `Step "${def.title}" has no action to run.`);
       this.requireActionPermission(incident, actor, def.action.id, stepId);
       const existing = runsStore.findActiveRun(db, incidentId, stepId, def.action.id);
-      if (existing) throw describeExistingRun(existing);
+      if (existing && !(existing.status === 'succeeded' && !def.action.destructive)) throw describeExistingRun(existing);
       const step = incidents.getStep(db, incidentId, stepId)!;
       this.requireStatus(incident, step, 'pending', 'run its action');
       this.requirePrerequisites(incident, def);
@@ -492,7 +495,12 @@ export class Engine {
     const { db } = this.deps;
     const now = this.now;
     inTransaction(db, () => {
-      const result = { summary: scrubText(outcome.summary), facts: outcome.facts.map(([label, value]) => [label, scrubText(value)]), fingerprints: outcome.fingerprints ?? {} };
+      const result = {
+        summary: scrubText(outcome.summary),
+        facts: outcome.facts.map(([label, value]) => [label, scrubText(value)]),
+        fingerprints: outcome.fingerprints ?? {},
+        needsReview: outcome.completesStep === false,
+      };
       if (!runsStore.finishRun(db, run.id, { status: 'succeeded', at: now, result })) return;
       appendAudit(db, { incidentId: run.incidentId, at: now, actor: run.approvedBy ?? run.requestedBy, event: 'action.succeeded', stepId: run.stepId, details: { action: run.action, runId: run.id, fingerprints: outcome.fingerprints ?? {}, summary: result.summary } });
       this.deps.onActionSucceeded?.({ incidentId: run.incidentId, actionId: run.action, actor: run.approvedBy ?? run.requestedBy, outcome, at: now });

@@ -216,7 +216,7 @@ export function renderStep(view: IncidentView, step: StepView): KnownBlock[] {
         confirm: { title: 'Approve this action?', text: step.def.action!.confirm, confirm: 'Approve and run' },
       }));
     } else if (step.def.action && step.missingConfig.length === 0) {
-      const again = step.run && (step.run.status === 'failed' || step.run.status === 'interrupted');
+      const again = step.run && (step.run.status === 'failed' || step.run.status === 'interrupted' || step.run.status === 'succeeded');
       elements.push(button(again ? `Run again: ${step.def.action.label}` : step.def.action.label, ACTION_IDS.stepRun, value, {
         style: step.def.action.destructive ? 'danger' : 'primary',
         confirm: { title: truncate(step.def.action.label, 100), text: step.def.action.confirm, confirm: 'Run' },
@@ -274,8 +274,12 @@ function describeRun(step: StepView): string[] {
       return [`:raised_hand: ${mentionUser(run.requestedBy)} requested this action; a second responder must approve it`];
     case 'running':
       return [`:hourglass_flowing_sand: Running, started by ${mentionUser(run.approvedBy ?? run.requestedBy)} at ${slackDate(run.startedAt ?? run.requestedAt)}`];
-    case 'succeeded':
-      return [`:white_check_mark: ${escapeText(String(run.result?.summary ?? 'Action succeeded'))}`, ...formatFacts(run.result), ...formatDurationOf(run)];
+    case 'succeeded': {
+      const icon = run.result?.needsReview ? ':warning:' : ':white_check_mark:';
+      return [`${icon} ${escapeText(String(run.result?.summary ?? 'Action succeeded'))}`, ...formatFacts(run.result), ...formatDurationOf(run)];
+    }
+    case 'superseded':
+      return [];
     case 'failed':
       return [`:x: Action failed: ${escapeText(run.error ?? 'unknown error')}`, ...formatFacts(run.result), ...formatDurationOf(run)];
     case 'interrupted':

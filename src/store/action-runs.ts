@@ -1,6 +1,6 @@
 import type { Db } from './db.ts';
 
-export type ActionRunStatus = 'requested' | 'running' | 'succeeded' | 'failed' | 'interrupted';
+export type ActionRunStatus = 'requested' | 'running' | 'succeeded' | 'failed' | 'interrupted' | 'superseded';
 
 export interface ActionRunRow {
   id: number;
@@ -126,6 +126,11 @@ export function interruptRunningRuns(db: Db, at: number): ActionRunRow[] {
   const records = db.prepare("SELECT * FROM action_runs WHERE status = 'running'").all() as ActionRunRecord[];
   db.prepare("UPDATE action_runs SET status = 'interrupted', finished_at = ?, error = 'interrupted: the bot stopped while the action ran' WHERE status = 'running'").run(at);
   return records.map(toRow);
+}
+
+/** Retires a succeeded run of a read-only action, so the action may run again. */
+export function supersedeRun(db: Db, id: number): boolean {
+  return db.prepare("UPDATE action_runs SET status = 'superseded' WHERE id = ? AND status = 'succeeded'").run(id).changes === 1;
 }
 
 export function cancelRequestedRun(db: Db, id: number, at: number, reason: string): boolean {

@@ -85,7 +85,7 @@ export const MIGRATIONS: readonly string[] = [
     step_id TEXT NOT NULL,
     action TEXT NOT NULL,
     status TEXT NOT NULL
-      CHECK (status IN ('requested', 'running', 'succeeded', 'failed', 'interrupted')),
+      CHECK (status IN ('requested', 'running', 'succeeded', 'failed', 'interrupted', 'superseded')),
     requested_by TEXT NOT NULL,
     approved_by TEXT,
     requested_at INTEGER NOT NULL,
@@ -95,8 +95,8 @@ export const MIGRATIONS: readonly string[] = [
     result TEXT,
     error TEXT
   );
-  -- One live or successful run per (incident, step, action); failed and
-  -- interrupted runs stay as history and do not block running again.
+  -- One live or successful run per (incident, step, action); failed,
+  -- interrupted and superseded runs stay as history and do not block running again.
   CREATE UNIQUE INDEX action_runs_once ON action_runs (incident_id, step_id, action)
     WHERE status IN ('requested', 'running', 'succeeded');
 
