@@ -112,7 +112,16 @@ export function markInFlight(db: Db, id: number): void {
 
 /** Clears in-flight marks left by a process that died mid-delivery; those messages are sent again. */
 export function resetInFlight(db: Db): number {
-  return db.prepare("UPDATE outbox SET in_flight = 0 WHERE in_flight = 1 AND status = 'pending'").run().changes;
+  return db.transaction(() => {
+    let reset = 0;
+    const rows = db.prepare("SELECT id FROM outbox WHERE in_flight = 1 AND status = 'pending'").all() as Array<{ id: number }>;
+    for (const row of rows) {
+      // Same rule as a retry: a newer render of the same target replaces this one.
+      scheduleRetry(db, row.id, 0, 'interrupted by a restart');
+      reset++;
+    }
+    return reset;
+  })();
 }
 
 export function markDelivered(db: Db, id: number, now: number, result?: Record<string, unknown>): void {
@@ -127,8 +136,29 @@ export function markFailed(db: Db, id: number, error: string): void {
   db.prepare("UPDATE outbox SET status = 'failed', in_flight = 0, attempts = attempts + 1, last_error = ? WHERE id = ?").run(error, id);
 }
 
+/**
+ * Schedules another attempt. When a newer message with the same merge key
+ * was queued meanwhile, this one is retired instead: the newer one renders
+ * the same target with later state.
+ */
 export function scheduleRetry(db: Db, id: number, nextAttemptAt: number, error: string): void {
-  db.prepare('UPDATE outbox SET in_flight = 0, attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?').run(nextAttemptAt, error, id);
+  db.transaction(() => {
+    const newer = db
+      .prepare(
+        `SELECT n.id FROM outbox o JOIN outbox n ON n.merge_key = o.merge_key
+         WHERE o.id = ? AND n.id <> o.id AND n.status = 'pending' AND n.in_flight = 0`,
+      )
+      .get(id) as { id: number } | undefined;
+    if (newer) {
+      db.prepare("UPDATE outbox SET status = 'delivered', in_flight = 0, attempts = attempts + 1, last_error = ?, result = ? WHERE id = ?").run(
+        error,
+        JSON.stringify({ mergedInto: newer.id }),
+        id,
+      );
+      return;
+    }
+    db.prepare('UPDATE outbox SET in_flight = 0, attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?').run(nextAttemptAt, error, id);
+  })();
 }
 
 export function getOutboxMessage(db: Db, id: number): OutboxRow | undefined {

@@ -1,0 +1,59 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import { ALEX, SAM, startTestBot, type TestBot } from './helpers/bot.ts';
+import { waitFor } from './helpers/child-bot.ts';
+
+function checklistBlocks(bot: TestBot): string {
+  return JSON.stringify(bot.messages().find((message) => message.text.startsWith('Checklist for incident #1'))!.blocks);
+}
+
+function incidentBlocks(bot: TestBot): string {
+  return JSON.stringify(bot.messages().find((message) => message.text.startsWith('DJANGO_SECRET_KEY compromised (#1)'))!.blocks);
+}
+
+describe('Slack updates through the outbox', () => {
+  let bot: TestBot;
+  beforeEach(async () => {
+    bot = await startTestBot();
+    await bot.command(ALEX, '/incident secret-key leak');
+  });
+  afterEach(async () => {
+    await bot.close();
+  });
+
+  it('update rate-limited by Slack lands after Retry-After', async () => {
+    bot.slack.workspace.injectFault({ method: 'chat.update', status: 429, retryAfterSeconds: 1, times: 2 });
+    await bot.click(SAM, 'step.done', 'notify');
+    await waitFor(() => incidentBlocks(bot).includes('1 of 7 steps'), 10_000, 'the update after the rate limit');
+    expect(checklistBlocks(bot)).toContain(':white_check_mark: *1. Notify the team');
+  });
+
+  it('updates during a Slack outage merge and the final state lands', async () => {
+    bot.slack.workspace.injectFault({ method: 'chat.update', status: 503, times: 4 });
+    await bot.click(SAM, 'step.done', 'notify');
+    await bot.click(SAM, 'step.done', 'invalidate');
+    await bot.click(SAM, 'step.done', 'audit');
+    // Retries back off for a few seconds; move the bot's clock past them.
+    for (let round = 0; round < 20 && !incidentBlocks(bot).includes('3 of 7 steps'); round++) {
+      bot.bot.adjustableClock!.advance(30_000);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(incidentBlocks(bot)).toContain('3 of 7 steps');
+    const pendingRefreshes = bot.bot.db.prepare("SELECT count(*) AS n FROM outbox WHERE status = 'pending'").get() as { n: number };
+    expect(pendingRefreshes.n).toBe(0);
+  });
+
+  it('merged refreshes send fewer updates than changes', async () => {
+    bot.slack.workspace.injectFault({ method: 'chat.update', status: 503, times: 1 });
+    const before = bot.slack.workspace.callsOf('chat.update').length;
+    await Promise.all(['notify', 'invalidate', 'audit', 'lock'].map((step) => bot.slack.delivery.click({ user: SAM, channel: 'C0SBXINCIDENTS', messageTs: bot.messages().find((message) => message.text.startsWith('Checklist'))!.ts, blockId: `step|${step}|actions`, actionId: 'step.done' })));
+    for (let round = 0; round < 20 && !incidentBlocks(bot).includes('4 of 7 steps'); round++) {
+      bot.bot.adjustableClock!.advance(30_000);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await bot.settle();
+    expect(incidentBlocks(bot)).toContain('4 of 7 steps');
+    const updates = bot.slack.workspace.callsOf('chat.update').length - before;
+    expect(updates).toBeLessThan(4 * 2 + 1);
+  });
+});
