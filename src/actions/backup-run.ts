@@ -6,7 +6,7 @@ import { backupEnvFile } from './env-backup.ts';
 import { formatBytes } from './restore.ts';
 import type { ActionOutcome } from './types.ts';
 
-/** What a backup run records about itself; the bot's store implements it. */
+/** The record of backups that a run writes to; the bot's store implements it. */
 export interface BackupLedger {
   record(backup: { kind: 'database' | 'env'; path: string; createdAt: number; sizeBytes?: number; sha256?: string; status: 'good' | 'failed'; error?: string }): number;
   records(): PrunableRecord[];

@@ -29,7 +29,7 @@ function present(value: string | undefined): string | undefined {
   return value && value.trim() !== '' ? value.trim() : undefined;
 }
 
-/** The secret store and restart settings that the rotation actions share. */
+/** Builds the secret store and restart settings that the rotation actions share, or lists what to set. */
 function rotationSetup(env: Env, logger: Logger): { deps?: RotationDeps; missing: string[] } {
   let setup;
   try {

@@ -269,7 +269,7 @@ function backupLedgerFor(db: Db): BackupLedger {
   };
 }
 
-/** The Sentry query behind each watch check-in, or a line saying what to set. */
+/** Builds the Sentry query behind each watch check-in; without Sentry it returns a line naming what to set. */
 function watchFindingsFor(config: Config, logger: Logger) {
   const sentry = sentryClientFromEnv(config.env, logger);
   return async (incidentId: number, since: number, until: number): Promise<string | undefined> => {

@@ -20,7 +20,7 @@ export class PagerDutyPublisher {
     private readonly deps: { engine: Engine; client: WebClient; config: Config; logger: Logger; ca?: string; timeoutMs?: number },
   ) {}
 
-  /** The routing key for a runbook, or undefined when paging is off for it. */
+  /** Returns the routing key for a runbook, or undefined when paging is off for it. */
   routingKeyFor(runbookId: string): string | undefined {
     const { pagerDuty } = this.deps.config;
     return pagerDuty.routingKeys[runbookId] ?? pagerDuty.routingKey;
@@ -74,7 +74,7 @@ export class PagerDutyPublisher {
     }
   };
 
-  /** A page outside any incident, such as a failed backup. */
+  /** Sends a page outside any incident, such as a failed backup. */
   private async deliverOps(message: OutboxRow): Promise<DeliveryResult> {
     const routingKey = this.deps.config.pagerDuty.routingKey;
     if (!routingKey) return { kind: 'failed', error: 'PAGERDUTY_ROUTING_KEY is not set' };

@@ -13,7 +13,7 @@ import { captureError } from '../bot/sentry.ts';
  */
 export function describeError(error: unknown, logger: Logger, fields: Record<string, unknown>): string {
   if (error instanceof UserError) {
-    logger.info({ ...fields, code: error.code }, 'request refused');
+    logger.info({ ...fields, code: error.code }, 'request rejected');
     return error.message;
   }
   const sentryId = captureError(error, { incidentId: typeof fields.incidentId === 'number' ? fields.incidentId : null, slackIds: slackIdsOf(fields) });

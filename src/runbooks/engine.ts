@@ -28,7 +28,7 @@ import type { Runbook, RunbookStep } from './schema.ts';
 import { auditTimelineLines, renderTimeline } from './timeline.ts';
 import type { IncidentView, PagingView, StepView } from './view.ts';
 
-/** Who pressed a button or typed a command. */
+/** The person who pressed a button or typed a command. */
 export interface Actor {
   userId: string;
   /** In RESPONDERS, directly or through a user group. */
@@ -384,7 +384,7 @@ export class Engine {
     }
   }
 
-  /** A second responder approves a requested run, which then starts. */
+  /** Approves a requested run as a second responder, then starts it. */
   approveAction(incidentId: number, stepId: string, runId: number, actor: Actor): runsStore.ActionRunRow {
     const now = this.now;
     const { db } = this.deps;
@@ -775,7 +775,7 @@ export class Engine {
     throw new UserError('invalid_transition', `Step "${title}" is already ${step.status}${by}, so you cannot ${verb}. Press Undo first if it needs another go.`);
   }
 
-  /** A step's action waits for the steps it requires, such as a safety backup before a restore. */
+  /** Rejects a step's action until the steps it requires are done, such as a safety backup before a restore. */
   private requirePrerequisites(incident: incidents.IncidentRow, def: RunbookStep): void {
     const pending = def.requires.filter((required) => incidents.getStep(this.deps.db, incident.id, required)?.status !== 'done');
     if (pending.length === 0) return;
@@ -809,7 +809,7 @@ export class Engine {
    */
   private refuse(incidentId: number, actor: Actor, event: string, stepId: string | undefined, now: number, message: string): never {
     this.pendingRefusals.push({ incidentId, at: now, actor: actor.userId, event: 'permission.refused', stepId, details: { attempted: event } });
-    this.deps.logger.info({ incidentId, userId: actor.userId, stepId, attempted: event }, 'permission refused');
+    this.deps.logger.info({ incidentId, userId: actor.userId, stepId, attempted: event }, 'permission denied');
     throw new UserError('not_permitted', message);
   }
 

@@ -115,12 +115,13 @@ function coarseDuration(ms: number): string {
   return formatDuration(Math.floor(ms / 3_600_000) * 3_600_000);
 }
 
-/** The incident message in the channel: title, severity, lead, progress, next deadline. */
+/** Renders the incident message in the channel: title, severity, lead, progress, next deadline. */
 export function renderIncidentMessage(view: IncidentView): SlackMessage {
   const { incident } = view;
   const progress = progressOf(view);
   const open = incident.status === 'open';
-  const statusWord = incident.status === 'resolved' ? 'Resolved' : incident.status === 'cancelled' ? 'Cancelled' : undefined;
+  const statusWords: Record<string, string> = { resolved: 'Resolved', cancelled: 'Cancelled' };
+  const statusWord = statusWords[incident.status];
   const headline = statusWord ? `${statusWord}: ${incident.title}` : incident.title;
   const blocks: KnownBlock[] = [
     {
@@ -301,10 +302,7 @@ function formatDurationOf(run: { startedAt: number | null; finishedAt: number | 
   return [`Took ${ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`}`];
 }
 
-/**
- * The checklist, split into thread messages that each stay within Slack's
- * block and size limits. Each element is one message.
- */
+/** Renders the checklist as thread messages that each stay within Slack's block and size limits. */
 export function renderChecklist(view: IncidentView): SlackMessage[] {
   const chunks: KnownBlock[][] = [];
   let current: KnownBlock[] = [];

@@ -94,7 +94,7 @@ export const runbookSchema = z
     description: z.string().max(2000).optional(),
     severity: z.enum(SEVERITIES),
     pages: z.boolean().default(false),
-    /** Who may declare it by hand; scheduled runbooks can still be opened by the bot. */
+    /** False for runbooks that only the bot opens (a restore starts from the backup picker). */
     declarable: z.boolean().default(true),
     steps: z.array(stepSchema).min(1).max(200),
   })
