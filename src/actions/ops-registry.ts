@@ -13,30 +13,14 @@ import {
   type AuditEvidence,
 } from './audit-checks.ts';
 import { runBackup, type BackupLedger } from './backup-run.ts';
-import { parseCommandLine } from './command.ts';
 import { replaceDatabase, runMigrations, runRestoreTest, smokeTest, startApp, stopApp, takeSafetyBackup, verifyChosenBackup } from './restore.ts';
 import { EnvFileStore } from './secrets/env-file.ts';
+import { commandFrom, present, type Env } from './env-values.ts';
 import type { ActionContext, ActionOutcome } from './types.ts';
-
-type Env = Readonly<Record<string, string | undefined>>;
 
 export interface OpsServices {
   db: Db;
   backupLedger: BackupLedger;
-}
-
-function present(value: string | undefined): string | undefined {
-  return value && value.trim() !== '' ? value.trim() : undefined;
-}
-
-function command(env: Env, name: string): { argv?: string[]; missing: string[] } {
-  const text = present(env[name]);
-  if (!text) return { missing: [name] };
-  try {
-    return { argv: parseCommandLine(text), missing: [] };
-  } catch (error) {
-    return { missing: [`${name} (${(error as Error).message})`] };
-  }
 }
 
 /** BACKUP_RETENTION_DAYS, default 30. */
@@ -68,9 +52,9 @@ export function opsActions(config: Config, logger: Logger, services: OpsServices
   const databasePath = present(env.DJANGO_DATABASE_PATH);
   const backupDir = present(env.BACKUP_DIR);
   const backupMissing = [...(databasePath ? [] : ['DJANGO_DATABASE_PATH']), ...(backupDir ? [] : ['BACKUP_DIR'])];
-  const stop = command(env, 'DJANGO_STOP_COMMAND');
-  const start = command(env, 'DJANGO_START_COMMAND');
-  const migrate = command(env, 'DJANGO_MIGRATE_COMMAND');
+  const stop = commandFrom(env, 'DJANGO_STOP_COMMAND');
+  const start = commandFrom(env, 'DJANGO_START_COMMAND');
+  const migrate = commandFrom(env, 'DJANGO_MIGRATE_COMMAND');
   const healthUrl = present(env.DJANGO_HEALTH_URL);
   const needServices = () => {
     if (!services) throw new ActionError('not_configured', 'this action needs the bot store, which this build did not pass');
@@ -129,7 +113,7 @@ export function opsActions(config: Config, logger: Logger, services: OpsServices
       run: async (context) => {
         const newest = needServices().backupLedger.records().filter((record) => record.kind === 'database' && record.status === 'good').sort((a, b) => b.createdAt - a.createdAt)[0];
         if (!newest) throw new ActionError('no_backup', `no good database backup is recorded in ${backupDir}; run /incident backup first`);
-        const smoke = command(env, 'RESTORE_TEST_SMOKE_COMMAND');
+        const smoke = commandFrom(env, 'RESTORE_TEST_SMOKE_COMMAND');
         const outcome = await runRestoreTest({
           backupPath: newest.path,
           stagingPath: present(env.RESTORE_TEST_STAGING_PATH)!,
@@ -148,13 +132,13 @@ export function opsActions(config: Config, logger: Logger, services: OpsServices
     },
     {
       id: 'audit.security_check',
-      missingConfig: () => command(env, 'AUDIT_SECURITY_CHECK_COMMAND').missing,
-      run: async () => evidenceOutcome(await runSecurityCheckScript(command(env, 'AUDIT_SECURITY_CHECK_COMMAND').argv, commandOptions)),
+      missingConfig: () => commandFrom(env, 'AUDIT_SECURITY_CHECK_COMMAND').missing,
+      run: async () => evidenceOutcome(await runSecurityCheckScript(commandFrom(env, 'AUDIT_SECURITY_CHECK_COMMAND').argv, commandOptions)),
     },
     {
       id: 'audit.check_deploy',
-      missingConfig: () => command(env, 'AUDIT_DEPLOY_CHECK_COMMAND').missing,
-      run: async () => evidenceOutcome(await checkDeploy(command(env, 'AUDIT_DEPLOY_CHECK_COMMAND').argv, commandOptions)),
+      missingConfig: () => commandFrom(env, 'AUDIT_DEPLOY_CHECK_COMMAND').missing,
+      run: async () => evidenceOutcome(await checkDeploy(commandFrom(env, 'AUDIT_DEPLOY_CHECK_COMMAND').argv, commandOptions)),
     },
     {
       id: 'audit.required_env',
@@ -177,8 +161,8 @@ export function opsActions(config: Config, logger: Logger, services: OpsServices
     },
     {
       id: 'audit.pip_outdated',
-      missingConfig: () => command(env, 'AUDIT_PIP_COMMAND').missing,
-      run: async () => evidenceOutcome(await pipOutdated(command(env, 'AUDIT_PIP_COMMAND').argv, commandOptions)),
+      missingConfig: () => commandFrom(env, 'AUDIT_PIP_COMMAND').missing,
+      run: async () => evidenceOutcome(await pipOutdated(commandFrom(env, 'AUDIT_PIP_COMMAND').argv, commandOptions)),
     },
     {
       id: 'audit.restore_test',

@@ -8,6 +8,7 @@ import { invalidateSessions, lockAccounts, parseIdentifiers, removeFallback, rot
 import { createSecretStore, type SecretStore } from './secrets/index.ts';
 import { opsActions, type OpsServices } from './ops-registry.ts';
 import { sentryActions } from './sentry-registry.ts';
+import { present, type Env } from './env-values.ts';
 import type { ActionContext } from './types.ts';
 
 /** Builds the actions that runbook steps can run, each configured from the environment. */
@@ -21,12 +22,6 @@ export function buildActions(config: Config, logger: Logger, services?: OpsServi
     registry.register(definition);
   }
   return registry;
-}
-
-type Env = Readonly<Record<string, string | undefined>>;
-
-function present(value: string | undefined): string | undefined {
-  return value && value.trim() !== '' ? value.trim() : undefined;
 }
 
 /** Builds the secret store and restart settings that the rotation actions share, or lists what to set. */

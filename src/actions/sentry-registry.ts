@@ -8,15 +8,10 @@ import { createSecretStore } from './secrets/index.ts';
 import { checkAlertRules, createMissingAlertRules } from './sentry-alerts.ts';
 import { SentryApiClient, type SuspiciousEventReport } from './sentry-api.ts';
 import { deactivateSentryKey, rotateSentryDsn, type RestartResult } from './sentry-dsn.ts';
+import { present, type Env } from './env-values.ts';
 import type { ActionContext, ActionOutcome } from './types.ts';
 
-type Env = Readonly<Record<string, string | undefined>>;
-
 const DAY_MS = 86_400_000;
-
-function present(value: string | undefined): string | undefined {
-  return value && value.trim() !== '' ? value.trim() : undefined;
-}
 
 /** The Sentry REST client from SENTRY_API_URL, SENTRY_AUTH_TOKEN, SENTRY_ORG and SENTRY_PROJECT, or what to set. */
 export function sentryClientFromEnv(env: Env, logger: Logger): { client?: SentryApiClient; missing: string[] } {
