@@ -256,6 +256,32 @@ describe('engine', () => {
     expect(refusals[0].actor).toBe(GUEST.userId);
   });
 
+  it('restore step waits for the steps it requires', () => {
+    const runbook = harness.runbooks.find('restore')!;
+    const result = harness.engine.declare({ runbook, summary: 'drill', channelId: 'C0SBXOPS', userId: ALEX.userId, metadata: { backupPath: '/nowhere' } });
+    const id = (result as { incidentId: number }).incidentId;
+    expect(() => harness.engine.requestAction(id, 'replace', ALEX)).toThrow(/Finish "Verify the chosen backup/);
+  });
+
+  it('guest cannot take the lead of a critical incident', () => {
+    const id = declareSecretKey(harness);
+    expect(() => harness.engine.takeLead(id, GUEST)).toThrow(/Only responders/);
+    expect(getIncident(harness.db, id)!.leadUserId).toBe(ALEX.userId);
+  });
+
+  it('guest cannot be assigned a step of a critical incident', () => {
+    const id = declareSecretKey(harness);
+    expect(() => harness.engine.assignStep(id, 'rotate', ALEX, GUEST.userId, false)).toThrow(/not a responder/);
+  });
+
+  it('cancelled incident timeline does not claim a missed deadline', () => {
+    const id = declareSecretKey(harness);
+    harness.engine.cancel(id, ALEX);
+    const timeline = JSON.stringify(listOutbox(harness.db, id).find((row) => JSON.stringify(row.payload).includes('Timeline of incident'))!.payload);
+    expect(timeline).toContain('not reached: the incident was cancelled before it');
+    expect(timeline).not.toContain('*missed*');
+  });
+
   it('take the lead changes the lead', () => {
     const id = declareSecretKey(harness);
     harness.engine.takeLead(id, SAM);

@@ -120,16 +120,32 @@ describe('incident actions on a real Django 4.2', () => {
     expect(stepBlocks(bot, 'invalidate')).toMatch(/Deleted \d+ session/);
   });
 
-  it('lock accounts locks found accounts and reports unknown ones', async () => {
+  async function lock(names: string): Promise<void> {
     await bot.click(ALEX, 'step.run', 'lock');
     const view = bot.slack.workspace.openStack(ALEX).at(-1)!;
-    await bot.slack.delivery.submit({ user: ALEX, viewId: view.id, values: { input_accounts: { accounts: 'alice\nnobody@example.com' } } });
+    await bot.slack.delivery.submit({ user: ALEX, viewId: view.id, values: { input_accounts: { accounts: names } } });
     await bot.settle();
+  }
+
+  it('lock accounts locks the named accounts', async () => {
+    await lock('alice');
+    expect(stepBlocks(bot, 'lock')).toContain(':white_check_mark: *5. Lock exposed user accounts*');
+    expect(await new DjangoBrowser(site.baseUrl).login('alice')).toBe(401);
+  });
+
+  it('unknown account is reported and the step stays open', async () => {
+    await lock('alice\nnobody@example.com');
     const blocks = stepBlocks(bot, 'lock');
-    expect(blocks).toContain('alice');
-    expect(blocks).toContain('nobody@example.com');
-    const browser = new DjangoBrowser(site.baseUrl);
-    expect(await browser.login('alice')).toBe(401);
+    expect(blocks).toContain('Not found: nobody@example.com');
+    expect(blocks).toContain(':white_large_square: *5. Lock exposed user accounts*');
+    expect(await new DjangoBrowser(site.baseUrl).login('alice')).toBe(401);
+  });
+
+  it('lock accounts runs again with corrected names', async () => {
+    await lock('nobdy');
+    await lock('bob');
+    expect(stepBlocks(bot, 'lock')).toContain(':white_check_mark: *5. Lock exposed user accounts*');
+    expect(await new DjangoBrowser(site.baseUrl).login('bob')).toBe(401);
   });
 });
 

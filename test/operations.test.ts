@@ -95,8 +95,9 @@ describe('backups and restores from the channel', () => {
     const picker = ephemeral(bot, ALEX);
     await bot.slack.delivery.click({ user: ALEX, channel: CHANNEL, messageTs: picker.ts, blockId: (picker.blocks as Array<{ block_id: string }>)[1].block_id, actionId: 'restore.choose_backup' });
     await bot.settle();
-    await bot.click(ALEX, 'step.run', 'replace');
-    expect(ephemeral(bot, ALEX).text).toContain('first');
+    const replace = stepText(bot, 2, 'replace');
+    expect(replace).toContain(':lock: Runs after steps 1, 2, 3');
+    expect(replace).not.toContain('step.run');
   });
 
   it('restore drill replaces the database with the backup', async () => {

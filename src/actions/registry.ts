@@ -77,7 +77,15 @@ function djangoActions(env: Env, logger: Logger): ActionDefinition[] {
     {
       id: 'django.lock_accounts',
       missingConfig: () => databaseMissing,
-      run: (context: ActionContext) => lockAccounts({ databasePath: databasePath! }, context, parseIdentifiers(context.inputs.accounts ?? '')),
+      run: async (context: ActionContext) => {
+        const outcome = await lockAccounts({ databasePath: databasePath! }, context, parseIdentifiers(context.inputs.accounts ?? ''));
+        if (outcome.notFound.length > 0) {
+          // Unknown names are reported, never guessed; failing the run lets a
+          // responder run it again with the names corrected.
+          throw new ActionError('accounts_not_found', `${outcome.summary}. Not found: ${outcome.notFound.join(', ')}. Check the names and run it again.`);
+        }
+        return outcome;
+      },
     },
   ];
 }

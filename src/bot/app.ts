@@ -272,8 +272,14 @@ function backupLedgerFor(db: Db): BackupLedger {
 /** Builds the Sentry query behind each watch check-in; without Sentry it returns a line naming what to set. */
 function watchFindingsFor(config: Config, logger: Logger) {
   const sentry = sentryClientFromEnv(config.env, logger);
+  const told = new Set<number>();
   return async (incidentId: number, since: number, until: number): Promise<string | undefined> => {
-    if (!sentry.client) return `Sentry is not configured (set ${sentry.missing.join(', ')}), so check it by hand for this watch.`;
+    if (!sentry.client) {
+      // Say it once per incident, not at every check-in.
+      if (told.has(incidentId)) return undefined;
+      told.add(incidentId);
+      return `Sentry is not configured (set ${sentry.missing.join(', ')}), so check it by hand during this watch.`;
+    }
     const report = await sentry.client.findSuspiciousEvents({ since, until });
     const { summary, facts } = describeSuspiciousEvents(report);
     logger.info({ incidentId, total: report.total }, 'watch query done');

@@ -59,6 +59,8 @@ async function runScheduledBackup(deps: JobDeps, slot: SlotRun): Promise<void> {
   const missing = deps.actions.missingConfig('backup.run');
   if (!action || missing.length > 0) {
     deps.logger.warn({ slot: slot.id, missing }, 'scheduled backup skipped: not configured');
+    const channel = opsChannel(deps);
+    if (channel) deps.engine.postToChannel(channel, renderNotice(`:warning: Scheduled backup ${escapeText(slot.id)} did not run: set ${missing.join(', ')}.`), 'backup.skipped', { slot: slot.id, missing });
     return;
   }
   const logger = deps.logger.child({ schedule: 'backup', slot: slot.id });
@@ -138,7 +140,18 @@ function reminderMessage(secretName: string, ageDays: number | null, lastRotated
         block_id: `rotation|${secretName}`,
         elements: [
           { type: 'button', style: 'primary', text: { type: 'plain_text', text: 'Start rotation' }, action_id: ACTION_IDS.startRunbook, value: JSON.stringify({ runbook: ROTATION_RUNBOOK[secretName], summary: `Quarterly rotation of ${secretName}` }) },
-          { type: 'button', text: { type: 'plain_text', text: 'It was rotated outside the bot' }, action_id: ACTION_IDS.recordRotation, value: JSON.stringify({ secret: secretName }) },
+          {
+            type: 'button',
+            text: { type: 'plain_text', text: 'It was rotated outside the bot' },
+            action_id: ACTION_IDS.recordRotation,
+            value: JSON.stringify({ secret: secretName }),
+            confirm: {
+              title: { type: 'plain_text', text: 'Record a rotation?' },
+              text: { type: 'plain_text', text: `Records that ${secretName} was rotated today outside the bot. The next reminder comes in 90 days.` },
+              confirm: { type: 'plain_text', text: 'Record it' },
+              deny: { type: 'plain_text', text: 'Cancel' },
+            },
+          },
         ],
       },
     ],

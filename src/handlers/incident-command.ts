@@ -101,9 +101,17 @@ function helpText(deps: HandlerDeps): string {
   const lines = ['*Declare an incident:* `/incident <runbook> <what happened>`', ''];
   for (const runbook of deps.runbooks.all.filter((candidate) => candidate.declarable)) {
     const aliases = runbook.aliases.length > 0 ? ` (also ${runbook.aliases.map((alias) => `\`${alias}\``).join(', ')})` : '';
-    lines.push(`• \`${runbook.id}\`${aliases}: ${escapeText(runbook.title)}, ${runbook.steps.length} steps, ${runbook.severity}`);
+    const steps = runbook.steps.length === 1 ? '1 step' : `${runbook.steps.length} steps`;
+    lines.push(`• \`${runbook.id}\`${aliases}: ${escapeText(runbook.title)}, ${steps}, ${runbook.severity}`);
   }
-  lines.push('', '`/incident list` shows open incidents; `/incident schedules` shows the recurring work.');
+  lines.push(
+    '',
+    '*Other commands*',
+    '• `/incident list`: open incidents with links',
+    '• `/incident schedules`: the recurring work and when it runs next',
+    '• `/incident restore`: recent backups, and a restore checklist for the one you pick',
+    '• `/incident rotated DJANGO_SECRET_KEY` (or `SENTRY_DSN`): record a rotation done outside the bot',
+  );
   return lines.join('\n');
 }
 

@@ -56,7 +56,8 @@ export function viewSubmissions(deps: HandlerDeps) {
     assign: submission(deps, 'view.assign', INPUT_IDS.assignee.block, async (args) => {
       const { incidentId, stepId } = parseModalMetadata(args.view.private_metadata);
       const actor = await actorOf(deps, args.body.user.id);
-      deps.engine.assignStep(incidentId, stepId, actor, valueOf(args, INPUT_IDS.assignee.block, INPUT_IDS.assignee.action));
+      const assignee = valueOf(args, INPUT_IDS.assignee.block, INPUT_IDS.assignee.action);
+      deps.engine.assignStep(incidentId, stepId, actor, assignee, await deps.responders.isResponder(assignee));
     }),
     actionInputs: submission(deps, 'view.action_inputs', undefined, async (args) => {
       const { incidentId, stepId } = parseModalMetadata(args.view.private_metadata);

@@ -14,6 +14,11 @@ export function formatDuration(ms: number): string {
   const days = Math.floor(totalMinutes / 1440);
   const hours = Math.floor((totalMinutes % 1440) / 60);
   const minutes = totalMinutes % 60;
+  if (totalMinutes < 72 * 60) {
+    const allHours = Math.floor(totalMinutes / 60);
+    if (allHours > 0) return minutes > 0 ? `${allHours} h ${minutes} min` : `${allHours} h`;
+    return `${minutes} min`;
+  }
   if (days > 0) return hours > 0 ? `${days} d ${hours} h` : `${days} d`;
   if (hours > 0) return minutes > 0 ? `${hours} h ${minutes} min` : `${hours} h`;
   return `${minutes} min`;

@@ -244,16 +244,19 @@ export class Engine {
     });
   }
 
-  assignStep(incidentId: number, stepId: string, actor: Actor, assignee: string): void {
+  assignStep(incidentId: number, stepId: string, actor: Actor, assignee: string, assigneeIsResponder = true): void {
     if (!/^[UW][A-Z0-9]{2,}$/.test(assignee)) throw new UserError('invalid_input', `"${assignee}" is not a Slack user; pick a person from the list.`);
     this.changeStep(incidentId, stepId, actor, 'step.assigned', (incident, step) => {
       this.requireStatus(incident, step, 'pending', 'assign it');
+      if (incident.severity === 'critical' && this.deps.policy.respondersConfigured && !assigneeIsResponder) {
+        throw new UserError('invalid_input', `<@${assignee}> is not a responder, so they could not change this critical incident. Pick a responder.`);
+      }
       incidents.setStepAssignee(this.deps.db, incidentId, stepId, assignee);
     }, { assignee });
   }
 
   takeLead(incidentId: number, actor: Actor): void {
-    this.change(incidentId, actor, { requireResponder: false, event: 'incident.lead_taken' }, (incident) => {
+    this.change(incidentId, actor, { requireResponder: true, event: 'incident.lead_taken' }, (incident) => {
       if (incident.leadUserId === actor.userId) throw new UserError('invalid_transition', `You already lead incident #${incidentId}.`);
       incidents.setLead(this.deps.db, incidentId, actor.userId);
       this.queuePost(incidentId, renderNotice(`:bust_in_silhouette: ${mentionUser(actor.userId)} is now the lead of incident #${incidentId} (was ${mentionUser(incident.leadUserId)}).`));
@@ -508,6 +511,7 @@ export class Engine {
         timers.insertTimer(db, { incidentId: run.incidentId, stepId: run.stepId, kind: 'follow_up', dueAt: now + followUp.delayMs, payload: { followUp: followUp.kind, ...followUp.payload } });
       }
       const current = incidents.getIncident(db, run.incidentId)!;
+      if (!stepDef) this.completeFollowUpStep(current, run, now);
       const step = stepDef ? incidents.getStep(db, run.incidentId, run.stepId) : undefined;
       if (current.status === 'open' && step?.status === 'pending' && outcome.completesStep !== false) {
         incidents.setStepStatus(db, run.incidentId, run.stepId, { status: 'done', by: run.approvedBy ?? run.requestedBy, at: now });
@@ -519,6 +523,19 @@ export class Engine {
       this.queueRefresh(incident.id);
     });
     this.afterCommit();
+  }
+
+  /** Ticks the runbook step that a finished follow-up stands for, such as "Remove the old key". */
+  private completeFollowUpStep(incident: incidents.IncidentRow, run: runsStore.ActionRunRow, now: number): void {
+    const { db } = this.deps;
+    const timer = timers.getTimer(db, Number(run.stepId.replace('follow-up-', '')));
+    const stepId = FOLLOW_UPS[String(timer?.payload.followUp)]?.completesStep;
+    if (!stepId || incident.status !== 'open') return;
+    if (incidents.getStep(db, incident.id, stepId)?.status !== 'pending') return;
+    const actor = run.approvedBy ?? run.requestedBy;
+    incidents.setStepStatus(db, incident.id, stepId, { status: 'done', by: actor, at: now });
+    appendAudit(db, { incidentId: incident.id, at: now, actor, event: 'step.done', stepId, details: { by: 'follow-up', runId: run.id } });
+    this.resolveWhenFinished(incident, actor, now);
   }
 
   private finishRunFailed(run: runsStore.ActionRunRow, message: string, details: Record<string, unknown>): void {
@@ -688,14 +705,14 @@ export class Engine {
   }
 
   private pagingView(incident: incidents.IncidentRow, runbook: Runbook): PagingView {
-    if (!runbook.pages) return {};
+    if (!runbook.pages) return { enabled: this.deps.paging.enabled };
     if (!this.deps.paging.enabled) return { disabledReason: this.deps.paging.disabledReason ?? 'PagerDuty is not configured' };
     const pages = listOutbox(this.deps.db, incident.id, 'pagerduty');
     const latest = pages.at(-1);
-    if (!latest) return {};
-    if (latest.status === 'delivered') return { state: 'accepted' };
-    if (latest.status === 'failed') return { state: 'rejected', detail: latest.lastError ?? undefined };
-    return latest.attempts > 0 ? { state: 'retrying', detail: latest.lastError ?? undefined } : { state: 'queued' };
+    if (!latest) return { enabled: true };
+    if (latest.status === 'delivered') return { enabled: true, state: 'accepted' };
+    if (latest.status === 'failed') return { enabled: true, state: 'rejected', detail: latest.lastError ?? undefined };
+    return latest.attempts > 0 ? { enabled: true, state: 'retrying', detail: latest.lastError ?? undefined } : { enabled: true, state: 'queued' };
   }
 
   runbookOf(incident: incidents.IncidentRow): Runbook {
@@ -934,6 +951,8 @@ function describeExistingRun(run: runsStore.ActionRunRow): UserError {
 export interface FollowUpOffer {
   /** The registered action that carries out the follow-up. */
   action: string;
+  /** The runbook step this follow-up finishes, when the runbook has one (remove-fallback). */
+  completesStep?: string;
   /** Runs by itself when due, instead of asking in the thread. */
   automatic?: boolean;
   render: (view: IncidentView, timerId: number, lateMs: number) => SlackMessage;

@@ -10,6 +10,7 @@ import { ACTION_IDS, encodeValue } from './render.ts';
 export function registerBuiltinFollowUps(): void {
   registerFollowUp('remove_fallback', {
     action: 'django.remove_fallback',
+    completesStep: 'remove-fallback',
     render: (view, timerId, lateMs) => ({
       text: 'Time to remove the old key from the fallbacks',
       blocks: [
@@ -45,6 +46,7 @@ export function registerBuiltinFollowUps(): void {
   });
   registerFollowUp('deactivate_sentry_key', {
     action: 'sentry.deactivate_key',
+    completesStep: 'deactivate-old',
     automatic: true,
     render: () => ({ text: 'Deactivating the old Sentry key', blocks: [] }),
   });

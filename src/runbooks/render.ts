@@ -126,7 +126,7 @@ export function renderIncidentMessage(view: IncidentView): SlackMessage {
   const blocks: KnownBlock[] = [
     {
       type: 'header',
-      text: { type: 'plain_text', text: truncate(`${open ? '🚨' : '✅'} ${headline} (#${incident.id})`, LIMITS.headerText), emoji: true },
+      text: { type: 'plain_text', text: truncate(`${headerIcon(incident.status, incident.severity)} ${headline} (#${incident.id})`, LIMITS.headerText), emoji: true },
     },
     section(
       [
@@ -151,7 +151,7 @@ export function renderIncidentMessage(view: IncidentView): SlackMessage {
 
   if (open) {
     const elements = [button('Take the lead', ACTION_IDS.takeLead, { i: incident.id })];
-    if (!view.paging.disabledReason) elements.push(button('Page again', ACTION_IDS.pageAgain, { i: incident.id }));
+    if (view.paging.enabled) elements.push(button('Page again', ACTION_IDS.pageAgain, { i: incident.id }));
     elements.push(
       button('Cancel incident', ACTION_IDS.cancel, { i: incident.id }, {
         style: 'danger',
@@ -167,6 +167,13 @@ export function renderIncidentMessage(view: IncidentView): SlackMessage {
 
   const text = `${headline} (#${incident.id}): ${progress.finished} of ${progress.total} steps done`;
   return { text, blocks };
+}
+
+/** 🚨 for critical and high incidents, 🛠️ for routine work, ✅ resolved, ⏹️ cancelled. */
+function headerIcon(status: string, severity: string): string {
+  if (status === 'resolved') return '✅';
+  if (status === 'cancelled') return '⏹️';
+  return severity === 'critical' || severity === 'high' ? '🚨' : '🛠️';
 }
 
 function describePaging(view: IncidentView): string | undefined {
@@ -216,11 +223,13 @@ export function renderStep(view: IncidentView, step: StepView): KnownBlock[] {
         style: 'danger',
         confirm: { title: 'Approve this action?', text: step.def.action!.confirm, confirm: 'Approve and run' },
       }));
-    } else if (step.def.action && step.missingConfig.length === 0) {
+    } else if (step.def.action && step.missingConfig.length === 0 && waitingFor(view, step).length === 0) {
       const again = step.run && (step.run.status === 'failed' || step.run.status === 'interrupted' || step.run.status === 'succeeded');
+      // An action with inputs asks in a modal, which is its confirmation.
+      const confirm = step.def.action.inputs.length > 0 ? undefined : { title: truncate(step.def.action.label, 100), text: step.def.action.confirm, confirm: 'Run' };
       elements.push(button(again ? `Run again: ${step.def.action.label}` : step.def.action.label, ACTION_IDS.stepRun, value, {
         style: step.def.action.destructive ? 'danger' : 'primary',
-        confirm: { title: truncate(step.def.action.label, 100), text: step.def.action.confirm, confirm: 'Run' },
+        confirm,
       }));
     }
     elements.push(button('Done', ACTION_IDS.stepDone, value, step.def.action ? {} : { style: 'primary' }));
@@ -233,9 +242,19 @@ export function renderStep(view: IncidentView, step: StepView): KnownBlock[] {
   return blocks;
 }
 
+/** Numbers of the steps that must be done before this step's action may run. */
+function waitingFor(view: IncidentView, step: StepView): number[] {
+  return step.def.requires
+    .map((id) => view.steps.find((candidate) => candidate.def.id === id))
+    .filter((required): required is StepView => required !== undefined && required.row.status !== 'done')
+    .map((required) => required.number);
+}
+
 function describeStepStatus(view: IncidentView, step: StepView): string[] {
   const lines: string[] = [];
   const { row } = step;
+  const blocked = step.def.action && row.status === 'pending' ? waitingFor(view, step) : [];
+  if (blocked.length > 0) lines.push(`:lock: Runs after step${blocked.length > 1 ? 's' : ''} ${blocked.join(', ')}`);
   if (row.status === 'done' && row.doneBy && row.doneAt) lines.push(`Done by ${mentionUser(row.doneBy)} at ${slackDate(row.doneAt)}`);
   if (row.status === 'skipped' && row.doneBy && row.doneAt) {
     lines.push(`Skipped by ${mentionUser(row.doneBy)} at ${slackDate(row.doneAt)}: ${escapeText(row.skipReason ?? '')}`);
@@ -345,7 +364,7 @@ export function renderEscalation(view: IncidentView, step: StepView, lateMs: num
 export function renderWatchCheckin(view: IncidentView, step: StepView, elapsedMs: number, lateMs: number, findings?: string): SlackMessage {
   const total = step.def.watch!.duration;
   const lines = [
-    `:eyes: Watch check-in for *${escapeText(step.def.title)}*: ${formatDuration(elapsedMs)} of ${formatDuration(total)}. Post anything suspicious in this thread.${lateNote(lateMs)}`,
+    `:eyes: *Watch check-in*: ${formatDuration(elapsedMs)} of ${formatDuration(total)} (step ${step.number}). Post anything suspicious in this thread.${lateNote(lateMs)}`,
   ];
   if (findings) lines.push(findings);
   return { text: `Watch check-in: ${formatDuration(elapsedMs)} of ${formatDuration(total)}`, blocks: [section(lines.join('\n'))] };

@@ -1,41 +1,44 @@
-import { listAudit } from '../store/audit.ts';
+import { listAudit, type AuditEntry } from '../store/audit.ts';
 import { formatDuration } from './duration.ts';
 import { escapeText, mentionUser, slackDate, truncate } from './mrkdwn.ts';
 import { LIMITS, type SlackMessage } from './render.ts';
 import type { IncidentView } from './view.ts';
 
 /**
- * The post-incident timeline: each step with who finished it and when, and
- * whether its deadline was met. Audit entries are summarised by the view's
- * caller through `renderAuditLines`.
+ * Renders the post-incident timeline: every recorded event in the order it
+ * happened, with who and when, then each deadline and whether it was met.
  */
-export function renderTimeline(view: IncidentView, auditLines: string[] = []): SlackMessage {
+export function renderTimeline(view: IncidentView, events: string[] = []): SlackMessage {
   const { incident } = view;
   const end = incident.resolvedAt ?? view.now;
-  const lines = [
-    `*Timeline of incident #${incident.id}* (${escapeText(incident.title)}), ${incident.status} after ${formatDuration(end - incident.declaredAt)}`,
-    `• ${slackDate(incident.declaredAt)}: declared by ${mentionUser(incident.declaredBy)}`,
-  ];
-  for (const step of view.steps) {
-    const { row } = step;
-    const who = row.doneBy ? (row.doneBy === 'runbook-bot' ? 'the bot' : mentionUser(row.doneBy)) : 'nobody';
-    let line = `• ${step.number}. ${escapeText(step.def.title)}: `;
-    if (row.status === 'done') line += `done by ${who} at ${slackDate(row.doneAt!)}`;
-    else if (row.status === 'skipped') line += `skipped by ${who} at ${slackDate(row.doneAt!)} (${escapeText(row.skipReason ?? '')})`;
-    else line += 'not finished';
-    if (row.dueAt !== null) {
-      const met = row.status === 'done' && row.doneAt !== null && row.doneAt <= row.dueAt;
-      line += met ? ' · deadline met' : ' · *deadline missed*';
-    }
-    lines.push(line);
-  }
-  lines.push(...auditLines);
-  lines.push(`• ${slackDate(end)}: ${incident.status}`);
+  const lines = [`*Timeline of incident #${incident.id}* (${escapeText(incident.title)}): ${incident.status} after ${formatDuration(end - incident.declaredAt)}`];
+  lines.push(...events);
 
-  // Split into sections that each fit Slack's section limit.
+  const deadlines = view.steps.filter((step) => step.row.dueAt !== null);
+  if (deadlines.length > 0) lines.push('*Deadlines*');
+  for (const step of deadlines) {
+    const { row } = step;
+    const metOn = row.status === 'done' && row.doneAt !== null && row.doneAt <= row.dueAt!;
+    let verdict: string;
+    if (metOn) verdict = 'met';
+    else if (row.deadlineMissed || row.dueAt! <= end) verdict = '*missed*';
+    else verdict = `not reached: the incident was ${incident.status} before it`;
+    lines.push(`• ${step.number}. ${escapeText(step.def.title)}: due ${slackDate(row.dueAt!, '{time}')}, ${verdict}`);
+  }
+  return { text: `Timeline of incident #${incident.id}`, blocks: splitIntoSections(lines) };
+}
+
+/** Splits lines into section blocks that each fit Slack's section limit. */
+function splitIntoSections(lines: string[]): SlackMessage['blocks'] {
   const blocks: SlackMessage['blocks'] = [];
   let current = '';
-  for (const line of lines) {
+  let total = 0;
+  for (const [index, line] of lines.entries()) {
+    total += line.length;
+    if (total > LIMITS.messageCharacters) {
+      current += `\n_…and ${lines.length - index} more lines; the audit log keeps every event._`;
+      break;
+    }
     const piece = truncate(line, LIMITS.sectionText - 1);
     if (current.length + piece.length + 1 > LIMITS.sectionText) {
       blocks.push({ type: 'section', text: { type: 'mrkdwn', text: current } });
@@ -44,22 +47,60 @@ export function renderTimeline(view: IncidentView, auditLines: string[] = []): S
     current = current ? `${current}\n${piece}` : piece;
   }
   if (current) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: current } });
-  return { text: `Timeline of incident #${incident.id}`, blocks: blocks.slice(0, LIMITS.blocksPerMessage) };
+  return blocks.slice(0, LIMITS.blocksPerMessage);
 }
 
-/** Audit events worth a line in the timeline: actions, escalations, lead changes, refusals. */
+/** One timeline line per audit entry worth a reader's time, oldest first. */
 export function auditTimelineLines(view: IncidentView, db: Parameters<typeof listAudit>[0]): string[] {
-  const interesting = new Set(['action.succeeded', 'action.failed', 'action.interrupted', 'action.approved', 'incident.lead_taken', 'permission.refused', 'incident.paged_again']);
+  const titles = new Map(view.steps.map((step) => [step.def.id, `${step.number}. ${step.def.title}`]));
   const lines: string[] = [];
   for (const entry of listAudit(db, view.incident.id)) {
-    if (entry.event === 'timer.fired' && entry.details.effect === 'escalated') {
-      lines.push(`• ${slackDate(entry.at)}: deadline missed on ${escapeText(String(entry.stepId))}, escalated`);
-    } else if (interesting.has(entry.event)) {
-      const detail = entry.details.summary ?? entry.details.error ?? entry.details.attempted ?? '';
-      const prints = Object.entries((entry.details.fingerprints as Record<string, string> | undefined) ?? {}).map(([name, print]) => `${name} ${print}`);
-      const actor = entry.actor === 'runbook-bot' ? 'the bot' : mentionUser(entry.actor);
-      lines.push(`• ${slackDate(entry.at)}: ${entry.event.replace('.', ' ')} by ${actor}${detail ? `: ${escapeText(String(detail))}` : ''}${prints.length ? ` (fingerprints ${prints.join(', ')})` : ''}`);
-    }
+    const text = describeEntry(entry, titles);
+    if (text) lines.push(`• ${slackDate(entry.at, '{time}')} ${text}`);
   }
   return lines;
+}
+
+function describeEntry(entry: AuditEntry, titles: Map<string, string>): string | undefined {
+  const who = entry.actor === 'runbook-bot' ? 'the bot' : mentionUser(entry.actor);
+  const step = entry.stepId ? `*${escapeText(titles.get(entry.stepId) ?? entry.stepId)}*` : '';
+  const detail = (key: string) => escapeText(String(entry.details[key] ?? ''));
+  const prints = Object.entries((entry.details.fingerprints as Record<string, string> | undefined) ?? {}).map(([name, print]) => `${name} ${print}`);
+  const fingerprints = prints.length > 0 ? ` (fingerprints ${prints.join(', ')})` : '';
+  switch (entry.event) {
+    case 'incident.declared':
+      return `${who} declared the incident`;
+    case 'step.done':
+      return entry.details.by === 'pagerduty' ? `${step} done: PagerDuty accepted the page` : `${who} marked ${step} done`;
+    case 'step.skipped':
+      return `${who} skipped ${step}: ${detail('reason')}`;
+    case 'step.undone':
+      return `${who} reopened ${step}`;
+    case 'step.assigned':
+      return `${who} assigned ${step} to ${mentionUser(String(entry.details.assignee))}`;
+    case 'incident.lead_taken':
+      return `${who} took the lead`;
+    case 'incident.paged_again':
+      return `${who} paged on-call again`;
+    case 'action.requested':
+      return `${who} started the action of ${step}`;
+    case 'action.approved':
+      return `${who} approved the action of ${step}`;
+    case 'action.succeeded':
+      return `action of ${step} succeeded: ${detail('summary')}${fingerprints}`;
+    case 'action.failed':
+      return `action of ${step} failed: ${detail('error')}${fingerprints}`;
+    case 'action.interrupted':
+      return `action of ${step} was interrupted by a restart`;
+    case 'permission.refused':
+      return `${who} was refused (not a responder) ${step ? `on ${step}` : ''}`.trim();
+    case 'timer.fired':
+      return entry.details.effect === 'escalated' ? `deadline of ${step} missed; escalated` : undefined;
+    case 'incident.cancelled':
+      return `${who} cancelled the incident`;
+    case 'incident.resolved':
+      return 'every step finished; the incident is resolved';
+    default:
+      return undefined;
+  }
 }

@@ -22,6 +22,8 @@ export interface IncidentView {
 }
 
 export interface PagingView {
+  /** PagerDuty is configured, so Page again can page. */
+  enabled?: boolean;
   /** Why paging is off, when it is: the variable to set. */
   disabledReason?: string;
   /** Delivery state of the latest page. */
