@@ -48,6 +48,6 @@ describe('Slack app manifest', () => {
   });
 
   it('asks for the scopes the bot uses', () => {
-    expect(manifest.oauth_config.scopes.bot).toEqual(['commands', 'chat:write', 'chat:write.public', 'usergroups:read']);
+    expect(manifest.oauth_config.scopes.bot).toEqual(['commands', 'chat:write', 'chat:write.public', 'usergroups:read', 'channels:history', 'groups:history']);
   });
 });

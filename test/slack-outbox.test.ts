@@ -57,3 +57,36 @@ describe('Slack updates through the outbox', () => {
     expect(updates).toBeLessThan(4 * 2 + 1);
   });
 });
+
+describe('Slack posts across a crash mid-delivery', () => {
+  it('post that reached Slack before the crash is not posted again', async () => {
+    const { startSlackDouble } = await import('../src/sandbox/server.ts');
+    const { tempDir } = await import('./helpers/engine.ts');
+    const { BOT_TOKEN } = await import('./helpers/bot.ts');
+    const slack = await startSlackDouble({ botToken: BOT_TOKEN });
+    const dir = tempDir('crash-post-');
+    try {
+      const first = await startTestBot({ slack, dir: dir.path });
+      await first.command(ALEX, '/incident secret-key leak');
+      first.bot.adjustableClock!.advance(15 * 60_000);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await first.settle();
+      const escalations = () => slack.workspace.listMessages().filter((message) => message.text.startsWith('Deadline missed')).length;
+      expect(escalations()).toBe(1);
+      // The process "died" after Slack accepted the post but before the outbox row was marked delivered.
+      first.bot.db.prepare("UPDATE outbox SET status = 'pending', in_flight = 1, delivered_at = NULL WHERE kind = 'thread_post' AND payload LIKE '%Deadline missed%'").run();
+      await first.bot.outbox.stop();
+      await first.bot.stop();
+
+      const second = await startTestBot({ slack, dir: dir.path });
+      await second.settle();
+      expect(escalations()).toBe(1);
+      const row = second.bot.db.prepare("SELECT status FROM outbox WHERE kind = 'thread_post' AND payload LIKE '%Deadline missed%'").get() as { status: string };
+      expect(row.status).toBe('delivered');
+      await second.close();
+    } finally {
+      await slack.close();
+      dir.remove();
+    }
+  });
+});

@@ -74,6 +74,8 @@ export interface Bot {
   timers: TimerScheduler;
   /** The HTTP port, once started (HTTP and sandbox modes). */
   port?: number;
+  /** Resolves when no Slack listener is running. */
+  listenersIdle(): Promise<void>;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -196,6 +198,19 @@ export function createBot(options: BotOptions): Bot {
     config,
     listSchedules: () => scheduler.listSchedules(clock.now()).map((info) => ({ name: info.name, cron: info.cron, timezone: info.timezone, nextRun: info.nextRunAt })),
   };
+  // Counts Slack requests whose listeners still run; Bolt answers Slack
+  // before they finish, so shutdown and tests wait on this count.
+  let listenersRunning = 0;
+  const listenerWaiters: Array<() => void> = [];
+  app.use(async ({ next }) => {
+    listenersRunning++;
+    try {
+      await next();
+    } finally {
+      listenersRunning--;
+      if (listenersRunning === 0) for (const wake of listenerWaiters.splice(0)) wake();
+    }
+  });
   registerHandlers(app, handlerDeps);
   app.error(async (error) => {
     captureError(error);
@@ -214,6 +229,7 @@ export function createBot(options: BotOptions): Bot {
     logger,
     outbox,
     timers,
+    listenersIdle: () => (listenersRunning === 0 ? Promise.resolve() : new Promise<void>((resolve) => listenerWaiters.push(resolve))),
     async start() {
       logger.info({ mode: config.mode, databasePath: config.databasePath, runbooks: runbooks.all.map((runbook) => runbook.id) }, 'bot starting');
       // The sandbox's Web API is served by this bot's own receiver, so its
@@ -251,6 +267,7 @@ export function createBot(options: BotOptions): Bot {
       clearInterval(countdownTicker);
       timers.stop();
       await scheduler.stop();
+      await bot.listenersIdle();
       await engine.settle();
       await outbox.stop();
       await app.stop().catch((error: unknown) => logger.warn({ err: error }, 'stopping the receiver failed'));

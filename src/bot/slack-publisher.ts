@@ -37,17 +37,19 @@ export class SlackPublisher {
 
   private async deliverKind(message: OutboxRow): Promise<DeliveryResult> {
     const incidentId = message.incidentId;
+    const mark = { outbox_id: message.id };
     if (incidentId === null) {
       const channel = String(message.payload.channel);
-      await this.post(channel, message.payload.message as SlackMessage);
+      if (message.uncertain && (await this.findPosted(channel, undefined, mark))) return { kind: 'delivered', result: { foundAfterRestart: true } };
+      await this.post(channel, message.payload.message as SlackMessage, { mark });
       return { kind: 'delivered' };
     }
     const incident = incidents.getIncident(this.deps.db, incidentId);
     if (!incident) return { kind: 'failed', error: `incident ${incidentId} no longer exists` };
     switch (message.kind) {
       case 'post_incident':
-        await this.ensureIncidentMessage(incident);
-        await this.syncChecklist(incident);
+        await this.ensureIncidentMessage(incident, message.uncertain);
+        await this.syncChecklist(incident, message.uncertain);
         return { kind: 'delivered' };
       case 'refresh_incident':
         if (!incident.messageTs) return { kind: 'retry', error: 'incident message not posted yet' };
@@ -55,11 +57,14 @@ export class SlackPublisher {
         return { kind: 'delivered' };
       case 'refresh_checklist':
         if (!incident.messageTs) return { kind: 'retry', error: 'incident message not posted yet' };
-        await this.syncChecklist(incident);
+        await this.syncChecklist(incident, message.uncertain);
         return { kind: 'delivered' };
       case 'thread_post': {
         if (!incident.messageTs) return { kind: 'retry', error: 'incident message not posted yet' };
-        const result = await this.post(incident.channelId, message.payload.message as SlackMessage, incident.messageTs, message.payload.broadcast === true);
+        // A process that died mid-post may have posted already: look first.
+        const found = message.uncertain ? await this.findPosted(incident.channelId, incident.messageTs, mark) : undefined;
+        if (found) return { kind: 'delivered', result: { ts: found, foundAfterRestart: true } };
+        const result = await this.post(incident.channelId, message.payload.message as SlackMessage, { threadTs: incident.messageTs, broadcast: message.payload.broadcast === true, mark });
         return { kind: 'delivered', result: { ts: result } };
       }
       default:
@@ -67,10 +72,11 @@ export class SlackPublisher {
     }
   }
 
-  private async ensureIncidentMessage(incident: incidents.IncidentRow): Promise<void> {
+  private async ensureIncidentMessage(incident: incidents.IncidentRow, uncertain: boolean): Promise<void> {
     if (incident.messageTs) return;
     const rendered = renderIncidentMessage(this.deps.engine.view(incident.id));
-    const ts = await this.post(incident.channelId, rendered);
+    const mark = { incident_id: incident.id, part: 'message' };
+    const ts = (uncertain ? await this.findPosted(incident.channelId, undefined, mark) : undefined) ?? (await this.post(incident.channelId, rendered, { mark }));
     incidents.setMessageTs(this.deps.db, incident.id, ts);
     incidents.setMessageHash(this.deps.db, incident.id, hashOf(rendered));
     incident.messageTs = ts;
@@ -86,7 +92,7 @@ export class SlackPublisher {
   }
 
   /** Posts checklist parts that have no message yet and updates the ones that changed. */
-  private async syncChecklist(incident: incidents.IncidentRow): Promise<void> {
+  private async syncChecklist(incident: incidents.IncidentRow, uncertain = false): Promise<void> {
     const parts = renderChecklist(this.deps.engine.view(incident.id));
     const posted = new Map(incidents.listChecklistMessages(this.deps.db, incident.id).map((part) => [part.chunk, part]));
     for (const [chunk, rendered] of parts.entries()) {
@@ -97,24 +103,52 @@ export class SlackPublisher {
         await this.deps.client.chat.update({ channel: incident.channelId, ts: existing.ts, text: rendered.text, blocks: rendered.blocks });
         incidents.saveChecklistMessage(this.deps.db, incident.id, chunk, existing.ts, hash);
       } else {
-        const ts = await this.post(incident.channelId, rendered, incident.messageTs!);
-        incidents.saveChecklistMessage(this.deps.db, incident.id, chunk, ts, hash);
+        const mark = { incident_id: incident.id, part: `checklist-${chunk}` };
+        const found = uncertain ? await this.findPosted(incident.channelId, incident.messageTs!, mark) : undefined;
+        const ts = found ?? (await this.post(incident.channelId, rendered, { threadTs: incident.messageTs!, mark }));
+        // A part found after a restart may show older state: store no hash, so the next sync updates it.
+        incidents.saveChecklistMessage(this.deps.db, incident.id, chunk, ts, found ? '' : hash);
       }
     }
   }
 
-  private async post(channel: string, message: SlackMessage, threadTs?: string, broadcast = false): Promise<string> {
+  private async post(
+    channel: string,
+    message: SlackMessage,
+    options: { threadTs?: string; broadcast?: boolean; mark: Record<string, string | number> },
+  ): Promise<string> {
+    const { threadTs, broadcast } = options;
     const response = await this.deps.client.chat.postMessage({
       channel,
       text: message.text,
       blocks: message.blocks,
       ...(threadTs ? { thread_ts: threadTs, ...(broadcast ? { reply_broadcast: true } : {}) } : {}),
+      // The mark lets a restarted bot find a post it may have made before it died.
+      metadata: { event_type: POST_MARK_EVENT, event_payload: options.mark },
       unfurl_links: false,
       unfurl_media: false,
     } as ChatPostMessageArguments);
     return String(response.ts);
   }
+
+  /** Finds a message this bot posted with `mark`, in a thread or among the channel's recent messages. */
+  private async findPosted(channel: string, threadTs: string | undefined, mark: Record<string, string | number>): Promise<string | undefined> {
+    const response = threadTs
+      ? await this.deps.client.conversations.replies({ channel, ts: threadTs, include_all_metadata: true, limit: 1000 })
+      : await this.deps.client.conversations.history({ channel, include_all_metadata: true, limit: 200 });
+    const messages = (response.messages ?? []) as Array<{ ts?: string; metadata?: { event_type?: string; event_payload?: Record<string, unknown> } }>;
+    const found = messages.find(
+      (candidate) =>
+        candidate.metadata?.event_type === POST_MARK_EVENT &&
+        Object.entries(mark).every(([key, value]) => candidate.metadata?.event_payload?.[key] === value),
+    );
+    if (found?.ts) this.deps.logger.info({ channelId: channel, ts: found.ts, mark }, 'post found after a restart; not posted again');
+    return found?.ts;
+  }
 }
+
+/** Event type of the message metadata that marks the bot's posts. */
+const POST_MARK_EVENT = 'runbook_bot_post';
 
 function hashOf(message: SlackMessage): string {
   return createHash('sha256').update(JSON.stringify(message)).digest('hex').slice(0, 16);

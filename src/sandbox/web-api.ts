@@ -666,6 +666,40 @@ function timeZoneOffsetSeconds(timeZone: string, at: number): number {
   return Math.round((wall - Math.floor(at / 1000) * 1000) / 1000);
 }
 
+/**
+ * conversations.history and conversations.replies: newest first for history,
+ * oldest first for replies, as Slack returns them. Message metadata is
+ * included only with include_all_metadata, as in Slack. Pagination is not
+ * implemented; `limit` caps the list (default 100, at most 1000).
+ */
+function listMessagesOf(call: MethodCall, threadTs: string | undefined): Result {
+  const channel = channelArgument(call);
+  const limit = Math.min(Math.max(Number(optionalString(call.args, 'limit') ?? 100) || 100, 1), 1000);
+  const withMetadata = ['true', '1'].includes(String(call.args.include_all_metadata ?? ''));
+  const visible = call.workspace
+    .listMessages()
+    .filter((message) => message.channel === channel.id && message.ephemeralTo === null)
+    .filter((message) => (threadTs ? message.ts === threadTs || message.threadTs === threadTs : message.threadTs === null || message.replyBroadcast));
+  if (threadTs && !visible.some((message) => message.ts === threadTs)) throw new SlackApiError('thread_not_found');
+  const ordered = threadTs ? visible : [...visible].reverse();
+  const messages = ordered.slice(0, limit).map((message) => {
+    const shown = call.workspace.slackMessage(message);
+    if (!withMetadata) delete shown.metadata;
+    return shown;
+  });
+  return { messages, has_more: ordered.length > limit, response_metadata: { next_cursor: '' } };
+}
+
+function conversationsHistory(call: MethodCall): Result {
+  return listMessagesOf(call, undefined);
+}
+
+function conversationsReplies(call: MethodCall): Result {
+  const ts = optionalString(call.args, 'ts');
+  if (!ts) throw new SlackApiError('invalid_arguments');
+  return listMessagesOf(call, ts);
+}
+
 /** Every Web API method the double implements. */
 const METHODS: Record<string, MethodHandler> = {
   'auth.test': authTest,
@@ -680,6 +714,8 @@ const METHODS: Record<string, MethodHandler> = {
   'users.info': usersInfo,
   'usergroups.users.list': userGroupUsers,
   'conversations.info': conversationsInfo,
+  'conversations.history': conversationsHistory,
+  'conversations.replies': conversationsReplies,
 };
 
 export const WEB_API_METHODS = Object.keys(METHODS);

@@ -111,6 +111,9 @@ export const MIGRATIONS: readonly string[] = [
     -- 1 while a worker delivers the message; a merge never joins such a row,
     -- because its render is already taken.
     in_flight INTEGER NOT NULL DEFAULT 0,
+    -- 1 when a process died while delivering it: it may have reached the
+    -- target, so the deliverer checks before sending it again.
+    uncertain INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
     created_at INTEGER NOT NULL,

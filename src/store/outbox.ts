@@ -16,6 +16,8 @@ export interface OutboxRow {
   deliveredAt: number | null;
   lastError: string | null;
   result: Record<string, unknown> | null;
+  /** A process died while delivering it, so it may already have arrived. */
+  uncertain: boolean;
 }
 
 interface OutboxRecord {
@@ -32,6 +34,7 @@ interface OutboxRecord {
   delivered_at: number | null;
   last_error: string | null;
   result: string | null;
+  uncertain: number;
 }
 
 function toRow(record: OutboxRecord): OutboxRow {
@@ -49,6 +52,7 @@ function toRow(record: OutboxRecord): OutboxRow {
     deliveredAt: record.delivered_at,
     lastError: record.last_error,
     result: record.result ? (JSON.parse(record.result) as Record<string, unknown>) : null,
+    uncertain: record.uncertain === 1,
   };
 }
 
@@ -116,6 +120,7 @@ export function resetInFlight(db: Db): number {
     let reset = 0;
     const rows = db.prepare("SELECT id FROM outbox WHERE in_flight = 1 AND status = 'pending'").all() as Array<{ id: number }>;
     for (const row of rows) {
+      db.prepare('UPDATE outbox SET uncertain = 1 WHERE id = ?').run(row.id);
       // Same rule as a retry: a newer render of the same target replaces this one.
       scheduleRetry(db, row.id, 0, 'interrupted by a restart');
       reset++;

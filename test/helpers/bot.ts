@@ -33,9 +33,12 @@ export interface TestBot {
  * Starts the bot in HTTP mode on 127.0.0.1 against the Slack double: Bolt's
  * real HTTP receiver, fed requests the double signs as Slack does.
  */
-export async function startTestBot(options: { env?: Record<string, string>; actions?: ActionRegistry; dir?: string; pagerDutyCa?: string } = {}): Promise<TestBot> {
+export async function startTestBot(
+  options: { env?: Record<string, string>; actions?: ActionRegistry; dir?: string; pagerDutyCa?: string; slack?: SlackDouble } = {},
+): Promise<TestBot> {
   const dir = options.dir ? { path: options.dir, remove: () => {} } : tempDir('bot-');
-  const slack = await startSlackDouble({ botToken: BOT_TOKEN });
+  const ownSlack = !options.slack;
+  const slack = options.slack ?? (await startSlackDouble({ botToken: BOT_TOKEN }));
   const { logger, logs } = captureLogger();
   const config = loadConfig({
     SLACK_BOT_TOKEN: BOT_TOKEN,
@@ -58,6 +61,7 @@ export async function startTestBot(options: { env?: Record<string, string>; acti
   const settle = async () => {
     let previous = '';
     for (let round = 0; round < 200; round++) {
+      await bot.listenersIdle();
       await bot.engine.settle();
       await bot.outbox.idle();
       const state = bot.db
@@ -105,7 +109,7 @@ export async function startTestBot(options: { env?: Record<string, string>; acti
     messages: () => slack.workspace.listMessages(),
     close: async () => {
       await bot.stop();
-      await slack.close();
+      if (ownSlack) await slack.close();
       dir.remove();
     },
   };
