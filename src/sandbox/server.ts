@@ -95,6 +95,18 @@ export function createSandboxRoutes(options: SandboxRoutesOptions): CustomRoute[
 
   return [
     route('GET', '/', (req, res) => sendFile(res, 'index.html', 'text/html; charset=utf-8')),
+    // Permalinks from chat.getPermalink open the page at that message's thread.
+    route('GET', '/archives/:channel/:message', async (req, res) => {
+      const channel = String(req.params?.channel ?? '');
+      const digits = /^p(\d{10})(\d{6})$/.exec(String(req.params?.message ?? ''));
+      const location = digits && /^[CGD][A-Z0-9]+$/.test(channel) ? `/?channel=${channel}&thread=${digits[1]}.${digits[2]}` : '/';
+      res.writeHead(302, { location });
+      res.end();
+    }),
+    route('GET', '/favicon.ico', async (req, res) => {
+      res.writeHead(204);
+      res.end();
+    }),
     route('GET', '/sandbox/app.js', (req, res) =>
       sendFile(res, 'app.js', 'text/javascript; charset=utf-8'),
     ),

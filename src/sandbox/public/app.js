@@ -15,8 +15,9 @@ const state = {
   views: new Map(),
   clock: { now: Date.now(), receivedAt: performance.now() },
   actingUser: localStorage.getItem('sandbox.user') || 'U0SBXALEX',
-  channel: localStorage.getItem('sandbox.channel') || 'C0SBXINCIDENTS',
-  threadTs: null,
+  // A permalink (/archives/C…/p…) arrives as ?channel=…&thread=…
+  channel: new URLSearchParams(location.search).get('channel') || localStorage.getItem('sandbox.channel') || 'C0SBXINCIDENTS',
+  threadTs: new URLSearchParams(location.search).get('thread'),
   /** Inline errors of the open modal, by block_id. */
   viewErrors: {},
 };
@@ -750,6 +751,11 @@ function reportResult(result, actionName) {
     showStatus('');
     return;
   }
+  // The message changed between the render and the click (a fast double click).
+  if (result.error === 'element_not_found') {
+    showStatus(`${actionName} was not sent: that button is gone because the message just changed. Press the new one.`);
+    return;
+  }
   showStatus(`${actionName} failed: ${result.message ?? result.error ?? 'unknown error'}`);
 }
 
@@ -887,11 +893,19 @@ function renderThread() {
   const replies = sortedMessages().filter(
     (m) => m.channel === parent.channel && m.threadTs === parent.ts && visibleTo(m),
   );
-  $('thread-messages').replaceChildren(
-    renderMessage(parent, true),
-    ...replies.map((m) => renderMessage(m, true)),
-  );
+  const list = $('thread-messages');
+  // Follow new replies (reminders, refusals) unless the reader scrolled up.
+  const nearBottom =
+    scrolledThread !== parent.ts || list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  const count = replies.length;
+  list.replaceChildren(renderMessage(parent, true), ...replies.map((m) => renderMessage(m, true)));
+  if (nearBottom || count > scrolledThreadCount) list.scrollTop = list.scrollHeight;
+  scrolledThread = parent.ts;
+  scrolledThreadCount = count;
 }
+
+let scrolledThread = null;
+let scrolledThreadCount = 0;
 
 function renderSidebar() {
   const acting = $('acting-user');
