@@ -147,6 +147,16 @@ export function createBot(options: BotOptions): Bot {
 
   let outbox!: OutboxWorker;
   let timers!: TimerScheduler;
+  // Arming timers waits for the next turn of the event loop, after the handler answered Slack.
+  let scanScheduled = false;
+  const scheduleTimerScan = () => {
+    if (scanScheduled) return;
+    scanScheduled = true;
+    setImmediate(() => {
+      scanScheduled = false;
+      timers?.scan();
+    });
+  };
   const engine = new Engine({
     db,
     clock,
@@ -158,7 +168,7 @@ export function createBot(options: BotOptions): Bot {
       ? { enabled: true }
       : { enabled: false, disabledReason: 'set PAGERDUTY_ROUTING_KEY to page on-call through PagerDuty' },
     onOutbox: () => outbox?.kick(),
-    onTimers: () => timers?.scan(),
+    onTimers: () => scheduleTimerScan(),
     watchFindings: watchFindingsFor(config, logger),
     onActionSucceeded: ({ incidentId, actor, outcome, at }) => {
       for (const secretName of outcome.rotated ?? []) {

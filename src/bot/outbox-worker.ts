@@ -11,6 +11,9 @@ export type DeliveryResult =
 
 export type Deliverer = (message: outbox.OutboxRow) => Promise<DeliveryResult>;
 
+/** Queue heads delivered at once; Slack allows about one post a second per channel anyway. */
+const MAX_CONCURRENT_DELIVERIES = 8;
+
 export interface OutboxWorkerOptions {
   db: Db;
   clock: Clock;
@@ -31,6 +34,7 @@ export interface OutboxWorkerOptions {
  */
 export class OutboxWorker {
   private running = false;
+  private kickScheduled = false;
   private again = false;
   private stopped = true;
   private timer?: NodeJS.Timeout;
@@ -61,8 +65,21 @@ export class OutboxWorker {
     this.options.logger.info({ pending: outbox.countPending(this.options.db) }, 'outbox worker stopped');
   }
 
-  /** Delivers whatever is due now; calls made while a pass runs start one more pass. */
+  /**
+   * Delivers whatever is due, on the next turn of the event loop, so a
+   * handler that queued a message answers Slack first. Calls made while a
+   * pass runs start one more pass.
+   */
   kick(): void {
+    if (this.stopped || this.kickScheduled) return;
+    this.kickScheduled = true;
+    setImmediate(() => {
+      this.kickScheduled = false;
+      this.kickNow();
+    });
+  }
+
+  private kickNow(): void {
     if (this.stopped) return;
     if (this.running) {
       this.again = true;
@@ -73,7 +90,7 @@ export class OutboxWorker {
       this.running = false;
       if (this.again && !this.stopped) {
         this.again = false;
-        this.kick();
+        this.kickNow();
       } else {
         this.armNext();
       }
@@ -82,15 +99,19 @@ export class OutboxWorker {
 
   /** Resolves when nothing is due and no pass runs (for tests and shutdown). */
   async idle(): Promise<void> {
-    while (this.running || this.again) await this.current;
+    while (this.running || this.again || this.kickScheduled) {
+      if (this.current && this.running) await this.current;
+      else await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
   private async drain(): Promise<void> {
     for (;;) {
       if (this.stopped) return;
-      const due = outbox.listDeliverable(this.options.db, this.options.clock.now());
+      const due = outbox.listDeliverable(this.options.db, this.options.clock.now(), MAX_CONCURRENT_DELIVERIES);
       if (due.length === 0) return;
-      // Queues are independent: deliver their heads concurrently.
+      // Queues are independent: deliver their heads concurrently, a few at a
+      // time, which keeps memory flat when many incidents change at once.
       await Promise.all(due.map((message) => this.deliver(message)));
     }
   }
