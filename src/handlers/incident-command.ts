@@ -1,14 +1,14 @@
 import type { AllMiddlewareArgs, SlackCommandMiddlewareArgs } from '@slack/bolt';
 
 import { UserError } from '../bot/errors.ts';
-import { MAX_SUMMARY_LENGTH } from '../runbooks/engine.ts';
+import { checkSummary, MAX_SUMMARY_LENGTH } from '../runbooks/engine.ts';
 import { RESERVED_WORDS } from '../runbooks/loader.ts';
 import { escapeText, slackDate } from '../runbooks/mrkdwn.ts';
 import { ACTION_IDS } from '../runbooks/render.ts';
 import type { Runbook } from '../runbooks/schema.ts';
 import { closestWord } from './closest.ts';
 import type { HandlerDeps } from './deps.ts';
-import { describeError } from './replies.ts';
+import { describeError, replyEphemeral } from './replies.ts';
 import { actorOf } from './buttons.ts';
 import { formatBytes } from '../actions/restore.ts';
 
@@ -23,8 +23,22 @@ const MAX_COMMAND_TEXT = MAX_SUMMARY_LENGTH + 100;
  * rotation done outside the bot).
  */
 export function incidentCommand(deps: HandlerDeps) {
-  return async ({ command, ack, client }: CommandArgs): Promise<void> => {
+  return async ({ command, ack, client, respond }: CommandArgs): Promise<void> => {
     const logger = deps.logger.child({ userId: command.user_id, channelId: command.channel_id, command: command.command });
+    const declare = async (runbook: Runbook, summary: string) => {
+      try {
+        const actor = runbook.steps.some((step) => step.runs_on_start) ? await actorOf(deps, command.user_id) : undefined;
+        const result = deps.engine.declare({ runbook, summary, channelId: command.channel_id, userId: command.user_id, actor });
+        if (result.kind === 'duplicate') {
+          const link = await permalinkOf(client, result.open.channelId, result.open.messageTs, deps);
+          await respond(duplicateReply(runbook, result.open.id, result.open.declaredAt, link, summary));
+          return;
+        }
+        await respond({ response_type: 'ephemeral', text: `Declared incident #${result.incidentId}: ${escapeText(runbook.title)}. The checklist opens in a thread in this channel.` });
+      } catch (error) {
+        await replyEphemeral(respond, describeError(error, logger, { runbookId: runbook.id }), logger, {});
+      }
+    };
     const text = (command.text ?? '').trim();
     const [word = ''] = text.split(/\s+/);
     const summary = text.slice(word.length).trim();
@@ -46,14 +60,13 @@ export function incidentCommand(deps: HandlerDeps) {
 
       const runbook = deps.runbooks.find(lower);
       if (!runbook || !runbook.declarable) throw unknownRunbook(word, deps);
-      const actor = runbook.steps.some((step) => step.runs_on_start) ? await actorOf(deps, command.user_id) : undefined;
-      const result = deps.engine.declare({ runbook, summary, channelId: command.channel_id, userId: command.user_id, actor });
-      if (result.kind === 'duplicate') {
-        const link = await permalinkOf(client, result.open.channelId, result.open.messageTs, deps);
-        await ack(duplicateReply(runbook, result.open.id, result.open.declaredAt, link, summary));
-        return;
-      }
-      await ack({ response_type: 'ephemeral', text: `Declared incident #${result.incidentId}: ${escapeText(runbook.title)}. The checklist opens in a thread in this channel.` });
+      checkSummary(summary);
+      // Answer Slack first; the incident is written right after and the
+      // result arrives through the response URL.
+      // NOTE: a process killed in the millisecond between this ack and the
+      // commit loses the declaration; the user then sees no confirmation.
+      await ack();
+      await declare(runbook, summary);
     } catch (error) {
       await ack({ response_type: 'ephemeral', text: describeError(error, logger, { text: text.slice(0, 40) }) });
     }

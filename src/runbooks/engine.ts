@@ -78,6 +78,18 @@ export type DeclareResult =
   | { kind: 'declared'; incidentId: number }
   | { kind: 'duplicate'; open: incidents.IncidentRow };
 
+/** Returns the trimmed summary, or throws when it is longer than an incident message can carry. */
+export function checkSummary(text: string): string {
+  const summary = text.trim();
+  if (summary.length > MAX_SUMMARY_LENGTH) {
+    throw new UserError(
+      'invalid_command',
+      `The summary is ${summary.length} characters long; the limit is ${MAX_SUMMARY_LENGTH}. Put the short version in the command and the details in the thread.`,
+    );
+  }
+  return summary;
+}
+
 /**
  * The incident state machine. Every change is one immediate transaction that
  * writes the new state, its audit entry, the timers it arms and the outbox
@@ -109,13 +121,7 @@ export class Engine {
     /** Whoever declared it; steps marked runs_on_start run as them when they may run actions. */
     actor?: Actor;
   }): DeclareResult {
-    const summary = input.summary.trim();
-    if (summary.length > MAX_SUMMARY_LENGTH) {
-      throw new UserError(
-        'invalid_command',
-        `The summary is ${summary.length} characters long; the limit is ${MAX_SUMMARY_LENGTH}. Put the short version in the command and the details in the thread.`,
-      );
-    }
+    const summary = checkSummary(input.summary);
     const { db } = this.deps;
     const now = this.now;
     const result = inTransaction(db, (): DeclareResult => {
