@@ -13,6 +13,9 @@ export type Deliverer = (message: outbox.OutboxRow) => Promise<DeliveryResult>;
 
 /** Queue heads delivered at once; Slack allows about one post a second per channel anyway. */
 const MAX_CONCURRENT_DELIVERIES = 8;
+/** Pause in kicks before a delivery pass starts, and the longest a kick waits for one. */
+const KICK_QUIET_MS = 5;
+const KICK_MAX_WAIT_MS = 50;
 
 export interface OutboxWorkerOptions {
   db: Db;
@@ -35,6 +38,8 @@ export interface OutboxWorkerOptions {
 export class OutboxWorker {
   private running = false;
   private kickScheduled = false;
+  private kickTimer?: NodeJS.Timeout;
+  private firstKickAt?: number;
   private again = false;
   private stopped = true;
   private timer?: NodeJS.Timeout;
@@ -61,22 +66,30 @@ export class OutboxWorker {
     this.stopped = true;
     clearInterval(this.poller);
     clearTimeout(this.timer);
+    clearTimeout(this.kickTimer);
+    this.kickScheduled = false;
     await this.current;
     this.options.logger.info({ pending: outbox.countPending(this.options.db) }, 'outbox worker stopped');
   }
 
   /**
-   * Delivers whatever is due, on the next turn of the event loop, so a
-   * handler that queued a message answers Slack first. Calls made while a
+   * Delivers whatever is due once requests have paused for KICK_QUIET_MS
+   * (and at most KICK_MAX_WAIT_MS after the first call), so acknowledging
+   * Slack's requests comes before rendering and posting. Calls made while a
    * pass runs start one more pass.
    */
   kick(): void {
-    if (this.stopped || this.kickScheduled) return;
+    if (this.stopped) return;
+    const now = Date.now();
+    this.firstKickAt ??= now;
+    clearTimeout(this.kickTimer);
+    const wait = Math.max(0, Math.min(KICK_QUIET_MS, this.firstKickAt + KICK_MAX_WAIT_MS - now));
     this.kickScheduled = true;
-    setImmediate(() => {
+    this.kickTimer = setTimeout(() => {
       this.kickScheduled = false;
+      this.firstKickAt = undefined;
       this.kickNow();
-    });
+    }, wait);
   }
 
   private kickNow(): void {
@@ -101,7 +114,7 @@ export class OutboxWorker {
   async idle(): Promise<void> {
     while (this.running || this.again || this.kickScheduled) {
       if (this.current && this.running) await this.current;
-      else await new Promise((resolve) => setImmediate(resolve));
+      else await new Promise((resolve) => setTimeout(resolve, KICK_QUIET_MS));
     }
   }
 
