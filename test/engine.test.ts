@@ -260,7 +260,7 @@ describe('engine', () => {
     const runbook = harness.runbooks.find('restore')!;
     const result = harness.engine.declare({ runbook, summary: 'drill', channelId: 'C0SBXOPS', userId: ALEX.userId, metadata: { backupPath: '/nowhere' } });
     const id = (result as { incidentId: number }).incidentId;
-    expect(() => harness.engine.requestAction(id, 'replace', ALEX)).toThrow(/Finish "Verify the chosen backup/);
+    expect(() => harness.engine.requestAction(id, 'replace', ALEX)).toThrow(/Run "Verify the chosen backup/);
   });
 
   it('guest cannot take the lead of a critical incident', () => {

@@ -45,7 +45,7 @@ const envSchema = z.object({
   OPS_CHANNEL: optionalString.describe('Channel id for backup failures and digests (default INCIDENT_CHANNEL)'),
   RESPONDERS: optionalString.describe('Comma-separated Slack user ids (U...) and user group ids (S...) who may run actions'),
   REQUIRE_SECOND_APPROVER: booleanString.describe('true: destructive actions need a second responder to approve'),
-  ALLOW_CLOCK_CONTROL: booleanString.describe('true: POST /sandbox/clock moves the bot clock (tests only; the sandbox always allows it)'),
+  ALLOW_CLOCK_CONTROL: booleanString.describe('true: POST /admin/clock moves the bot clock forward; for tests only, never in production (the sandbox has its own clock control)'),
   PAGERDUTY_ROUTING_KEY: optionalString
     .pipe(z.string().regex(/^[A-Za-z0-9]{32}$/, 'must be the 32-character integration key of a PagerDuty Events API v2 integration').optional())
     .describe('Integration key for paging on-call; PAGERDUTY_ROUTING_KEY_<RUNBOOK> (for example PAGERDUTY_ROUTING_KEY_SECRET_KEY) overrides it per runbook'),

@@ -15,6 +15,9 @@ export function healthRoute(isReady: () => boolean, details: () => Record<string
   };
 }
 
+/** The largest move of the clock in one request: a year, enough for quarterly reminders. */
+const MAX_CLOCK_ADVANCE_MS = 366 * 86_400_000;
+
 /**
  * `POST /admin/clock` with `{"advanceMs": N}` moves the bot's clock forward;
  * served only when ALLOW_CLOCK_CONTROL is true (tests and demos).
@@ -37,9 +40,9 @@ export function clockRoute(advance: (ms: number) => number): CustomRoute {
         } catch {
           ms = undefined;
         }
-        if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) {
+        if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0 || ms > MAX_CLOCK_ADVANCE_MS) {
           res.writeHead(400, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ error: 'send {"advanceMs": <non-negative number of milliseconds>}' }));
+          res.end(JSON.stringify({ error: `send {"advanceMs": N} with N from 0 to ${MAX_CLOCK_ADVANCE_MS} milliseconds (one year)` }));
           return;
         }
         const now = advance(ms);

@@ -14,21 +14,43 @@ export async function actorOf(deps: HandlerDeps, userId: string): Promise<Actor>
 }
 
 /**
- * Wraps a button handler: acknowledges at once, then runs `work`; an error
- * becomes an ephemeral reply to the person who clicked and one log line.
+ * Wraps a button handler; an error becomes an ephemeral reply to the person
+ * who clicked and one log line. A click that changes state is committed
+ * before Slack gets its acknowledgement, so an acknowledged click is never
+ * lost; `ackFirst` is for buttons that open a modal, whose trigger_id
+ * expires three seconds after the click.
  */
-function button(deps: HandlerDeps, name: string, work: (args: ButtonArgs, actor: Actor) => Promise<string | void>) {
+function button(deps: HandlerDeps, name: string, work: (args: ButtonArgs, actor: Actor) => Promise<string | void>, options: { ackFirst?: boolean } = {}) {
   return async (args: ButtonArgs): Promise<void> => {
-    await args.ack();
     const logger = deps.logger.child({ handler: name, userId: args.body.user.id, channelId: args.body.channel?.id, actionId: args.action.action_id });
+    let acked = false;
+    const ack = async () => {
+      if (acked) return;
+      acked = true;
+      await args.ack();
+    };
+    if (options.ackFirst) await ack();
     try {
       const actor = await actorOf(deps, args.body.user.id);
       const reply = await work(args, actor);
+      await ack();
       if (reply) await replyEphemeral(args.respond, reply, logger, {});
     } catch (error) {
+      await ack();
       await replyEphemeral(args.respond, describeError(error, logger, { value: args.action.value?.slice(0, 200) }), logger, {});
     }
   };
+}
+
+/** Parses a JSON button value; anything else is a stale or forged button. */
+function jsonValue(args: ButtonArgs): Record<string, unknown> {
+  try {
+    const value = JSON.parse(String(args.action.value ?? '')) as unknown;
+    if (value && typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>;
+  } catch {
+    // Fall through to the refusal below.
+  }
+  throw new UserError('stale_button', 'This button does not carry a valid value, so nothing was changed. Use the latest message.');
 }
 
 function channelOf(args: ButtonArgs): string {
@@ -51,12 +73,12 @@ export function stepButtons(deps: HandlerDeps) {
       const { incidentId, stepId } = requireStep(parseButtonValue(args.action.value));
       const step = stepOf(deps, incidentId, stepId);
       await args.client.views.open({ trigger_id: args.body.trigger_id, view: skipModal({ incidentId, stepId, channelId: channelOf(args) }, step.def.title) });
-    }),
+    }, { ackFirst: true }),
     assign: button(deps, 'step.assign', async (args) => {
       const { incidentId, stepId } = requireStep(parseButtonValue(args.action.value));
       const step = stepOf(deps, incidentId, stepId);
       await args.client.views.open({ trigger_id: args.body.trigger_id, view: assignModal({ incidentId, stepId, channelId: channelOf(args) }, step.def.title) });
-    }),
+    }, { ackFirst: true }),
     run: button(deps, 'step.run', async (args, actor) => {
       const { incidentId, stepId } = requireStep(parseButtonValue(args.action.value));
       const step = stepOf(deps, incidentId, stepId);
@@ -108,13 +130,14 @@ export function incidentButtons(deps: HandlerDeps) {
     startRunbook: button(deps, 'runbook.start', async (args, actor) => {
       const request = parseDeclareAnyway(args.action.value);
       const runbook = deps.runbooks.find(request.runbook);
-      if (!runbook) throw new UserError('unknown_runbook', `Runbook "${request.runbook}" is not loaded; type /incident help.`);
-      const result = deps.engine.declare({ runbook, summary: request.summary, channelId: channelOf(args), userId: actor.userId, origin: 'alert' });
+      if (!runbook || !runbook.declarable) throw new UserError('unknown_runbook', `Runbook "${request.runbook}" cannot be started from a button; type /incident help.`);
+      const messageTs = (args.body.container as { message_ts?: string } | undefined)?.message_ts ?? args.body.message?.ts;
+      const result = deps.engine.declare({ runbook, summary: request.summary, channelId: channelOf(args), userId: actor.userId, origin: 'alert', idempotencyKey: messageTs ? `start:${channelOf(args)}:${messageTs}` : undefined });
       if (result.kind === 'duplicate') return `${runbook.title} already has an open incident here: #${result.open.id}. Work that one.`;
       return `Declared incident #${result.incidentId}: ${runbook.title}.`;
     }),
     chooseBackup: button(deps, 'restore.choose_backup', async (args, actor) => {
-      const id = Number((JSON.parse(String(args.action.value ?? '{}')) as { backup?: unknown }).backup);
+      const id = Number(jsonValue(args).backup);
       const backup = Number.isInteger(id) ? deps.engine.getBackup(id) : undefined;
       if (!backup || backup.status !== 'good') throw new UserError('stale_button', 'That backup is no longer available; type /incident restore again.');
       const runbook = deps.runbooks.find('restore');
@@ -132,7 +155,7 @@ export function incidentButtons(deps: HandlerDeps) {
       return `Opened restore incident #${result.incidentId} for ${name}.`;
     }),
     recordRotation: button(deps, 'rotation.record_outside', async (args, actor) => {
-      const secret = String((JSON.parse(String(args.action.value ?? '{}')) as { secret?: unknown }).secret ?? '');
+      const secret = String(jsonValue(args).secret ?? '');
       deps.engine.recordOutsideRotation(secret, actor);
       return `Recorded a rotation of ${secret} done outside the bot. The next reminder comes 90 days from now.`;
     }),
@@ -140,7 +163,16 @@ export function incidentButtons(deps: HandlerDeps) {
       const request = parseDeclareAnyway(args.action.value);
       const runbook = deps.runbooks.find(request.runbook);
       if (!runbook) throw new UserError('unknown_runbook', `Runbook "${request.runbook}" is no longer loaded; type /incident help.`);
-      const result = deps.engine.declare({ runbook, summary: request.summary, channelId: channelOf(args), userId: actor.userId, force: true });
+      // Two presses of the same button (a double click) open one incident.
+      const messageTs = (args.body.container as { message_ts?: string } | undefined)?.message_ts;
+      const result = deps.engine.declare({
+        runbook,
+        summary: request.summary,
+        channelId: channelOf(args),
+        userId: actor.userId,
+        force: true,
+        idempotencyKey: messageTs ? `anyway:${actor.userId}:${messageTs}` : undefined,
+      });
       if (result.kind === 'declared') {
         await args.respond({ response_type: 'ephemeral', replace_original: true, text: `Declared incident #${result.incidentId}: ${runbook.title}.` });
       }

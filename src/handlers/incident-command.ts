@@ -48,7 +48,12 @@ export function incidentCommand(deps: HandlerDeps) {
       }
       const lower = word.toLowerCase();
       if (lower === '' || lower === 'help') return void (await ack({ response_type: 'ephemeral', text: helpText(deps) }));
-      if (lower === 'list') return void (await ack({ response_type: 'ephemeral', text: await listText(deps, client) }));
+      if (lower === 'list') {
+        // The links need a Web API call per incident: answer Slack first.
+        await ack();
+        await replyEphemeral(respond, await listText(deps, client), logger, {});
+        return;
+      }
       if (lower === 'schedules') return void (await ack({ response_type: 'ephemeral', text: schedulesText(deps) }));
       if (lower === 'restore') return void (await ack(restorePicker(deps)));
       if (lower === 'rotated') {

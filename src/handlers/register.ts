@@ -33,6 +33,14 @@ export function registerHandlers(app: App, deps: HandlerDeps): void {
   app.action(ACTION_IDS.chooseBackup, incident.chooseBackup);
   app.action(ACTION_IDS.recordRotation, incident.recordRotation);
 
+  // Any other action id (an old message from an earlier version) is
+  // acknowledged, so Slack does not show the click as failed.
+  const known = Object.values(ACTION_IDS).map((id) => id.replace(/\./g, '\\.')).join('|');
+  app.action(new RegExp(`^(?!(${known})$)`), async ({ ack, body, logger }) => {
+    await ack();
+    logger.info(`ignored a click on an action this version does not handle: ${(body as { actions?: Array<{ action_id?: string }> }).actions?.[0]?.action_id ?? 'unknown'}`);
+  });
+
   const views = viewSubmissions(deps);
   app.view(VIEW_IDS.skip, views.skip);
   app.view(VIEW_IDS.assign, views.assign);

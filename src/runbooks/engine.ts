@@ -120,11 +120,17 @@ export class Engine {
     metadata?: Record<string, unknown>;
     /** Whoever declared it; steps marked runs_on_start run as them when they may run actions. */
     actor?: Actor;
+    /** A second declaration with the same key (a double click) returns the first incident. */
+    idempotencyKey?: string;
   }): DeclareResult {
     const summary = checkSummary(input.summary);
     const { db } = this.deps;
     const now = this.now;
     const result = inTransaction(db, (): DeclareResult => {
+      if (input.idempotencyKey) {
+        const earlier = incidents.findByIdempotencyKey(db, input.idempotencyKey);
+        if (earlier) return { kind: 'duplicate', open: earlier };
+      }
       if (!input.force) {
         const open = incidents.findOpenIncident(db, input.channelId, input.runbook.id);
         if (open) return { kind: 'duplicate', open };
@@ -138,7 +144,7 @@ export class Engine {
         declaredBy: input.userId,
         declaredAt: now,
         origin: input.origin ?? 'command',
-        metadata: input.metadata,
+        metadata: input.idempotencyKey ? { ...input.metadata, idempotencyKey: input.idempotencyKey } : input.metadata,
         steps: input.runbook.steps.map((step) => ({
           stepId: step.id,
           dueAt: step.deadline !== undefined ? now + step.deadline : null,
@@ -202,7 +208,9 @@ export class Engine {
   private closeInTransaction(incident: incidents.IncidentRow, status: 'resolved' | 'cancelled', actorId: string, now: number): void {
     const { db } = this.deps;
     if (!incidents.closeIncident(db, incident.id, status, now)) return;
-    const cancelled = timers.cancelIncidentTimers(db, incident.id);
+    // Follow-ups (removing a fallback key, deactivating an old Sentry key)
+    // outlive the incident: the old key must go even after the thread closes.
+    const cancelled = timers.cancelIncidentTimers(db, incident.id, undefined, ['reminder', 'deadline', 'watch_checkin', 'watch_end']);
     appendAudit(db, { incidentId: incident.id, at: now, actor: actorId, event: `incident.${status}`, details: { timersCancelled: cancelled } });
     const runbook = this.runbookOf(incident);
     if (runbook.pages && this.deps.paging.enabled) this.queuePage(incident.id, 'resolve', runbook.severity, status);
@@ -271,7 +279,7 @@ export class Engine {
 
   pageAgain(incidentId: number, actor: Actor): void {
     if (!this.deps.paging.enabled) throw new UserError('action_not_configured', `Paging is off: ${this.deps.paging.disabledReason ?? 'PagerDuty is not configured'}.`);
-    this.change(incidentId, actor, { requireResponder: false, event: 'incident.paged_again' }, (incident) => {
+    this.change(incidentId, actor, { requireResponder: true, event: 'incident.paged_again' }, (incident) => {
       this.queuePage(incidentId, 'trigger', 'critical', 'page_again', actor.userId);
       this.queuePost(incidentId, renderNotice(`:pager: ${mentionUser(actor.userId)} paged on-call again for incident #${incident.id}.`));
     });
@@ -602,10 +610,11 @@ export class Engine {
   private applyTimer(timer: timers.TimerRow, lateMs: number): string {
     const { db } = this.deps;
     const incident = incidents.getIncident(db, timer.incidentId!);
-    if (!incident || incident.status !== 'open') return 'incident closed';
+    if (!incident) return 'incident missing';
     const view = this.view(incident.id);
-    const step = view.steps.find((candidate) => candidate.def.id === timer.stepId);
     if (timer.kind === 'follow_up') return this.offerFollowUp(view, timer, lateMs);
+    if (incident.status !== 'open') return 'incident closed';
+    const step = view.steps.find((candidate) => candidate.def.id === timer.stepId);
     if (!step) return 'step not in runbook';
     if (step.row.status !== 'pending') return `step ${step.row.status}`;
     switch (timer.kind) {
@@ -800,10 +809,17 @@ export class Engine {
 
   /** Rejects a step's action until the steps it requires are done, such as a safety backup before a restore. */
   private requirePrerequisites(incident: incidents.IncidentRow, def: RunbookStep): void {
-    const pending = def.requires.filter((required) => incidents.getStep(this.deps.db, incident.id, required)?.status !== 'done');
+    const runbook = this.runbookOf(incident);
+    const pending = def.requires.filter((required) => {
+      if (incidents.getStep(this.deps.db, incident.id, required)?.status !== 'done') return true;
+      // A step with an action counts only when its action succeeded: ticking
+      // "Take a safety backup" by hand must not unlock the restore.
+      const action = runbook.steps.find((step) => step.id === required)?.action;
+      return action !== undefined && runsStore.findActiveRun(this.deps.db, incident.id, required, action.id)?.status !== 'succeeded';
+    });
     if (pending.length === 0) return;
     const titles = pending.map((required) => `"${this.stepDef(incident, required).title}"`).join(', ');
-    throw new UserError('invalid_transition', `Finish ${titles} first: "${def.title}" may only run after ${pending.length === 1 ? 'it' : 'them'}.`);
+    throw new UserError('invalid_transition', `Run ${titles} first: "${def.title}" may only run after ${pending.length === 1 ? 'its action has' : 'their actions have'} succeeded.`);
   }
 
   /** Marking steps on a critical incident needs a responder, when RESPONDERS is set. Refusals are audited. */

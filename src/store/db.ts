@@ -8,7 +8,7 @@ import { MIGRATIONS } from './migrations.ts';
 export type Db = Database.Database;
 
 /**
- * Opens the bot's SQLite database in WAL mode with full fsync and applies
+ * Opens the bot's SQLite database in WAL mode and applies
  * pending migrations. The parent folder is created when missing.
  */
 export function openDatabase(path: string): Db {

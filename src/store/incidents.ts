@@ -281,3 +281,11 @@ export function saveChecklistMessage(db: Db, incidentId: number, chunk: number, 
      ON CONFLICT (incident_id, chunk) DO UPDATE SET ts = excluded.ts, render_hash = excluded.render_hash`,
   ).run(incidentId, chunk, ts, renderHash);
 }
+
+/** The incident declared with this idempotency key, if any. */
+export function findByIdempotencyKey(db: Db, key: string): IncidentRow | undefined {
+  const record = db
+    .prepare("SELECT * FROM incidents WHERE json_extract(metadata, '$.idempotencyKey') = ? ORDER BY id LIMIT 1")
+    .get(key) as IncidentRecord | undefined;
+  return record ? toIncident(record) : undefined;
+}
