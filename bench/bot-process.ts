@@ -1,3 +1,4 @@
+import { BOT_NODE_ARGS } from '../scripts/node-args.ts';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
@@ -48,6 +49,8 @@ export async function startBenchBot(options: BenchBotOptions): Promise<BenchBot>
   const child = await startChild({
     name: 'runbook-bot',
     script: 'src/bot/main.ts',
+    // The same V8 flag as `npm start` and the Dockerfile.
+    nodeArgs: [...BOT_NODE_ARGS, ...(options.nodeArgs ?? [])],
     env: {
       SLACK_BOT_TOKEN: options.botToken,
       SLACK_SIGNING_SECRET: signingSecret,
@@ -60,7 +63,6 @@ export async function startBenchBot(options: BenchBotOptions): Promise<BenchBot>
       ...(options.clockControl ? { ALLOW_CLOCK_CONTROL: 'true' } : {}),
     },
     readyMessage: 'bot started',
-    nodeArgs: options.nodeArgs,
   });
 
   const db = new Database(dbPath, { readonly: true, fileMustExist: true });

@@ -30,9 +30,9 @@ const TAIL_LINES = 40;
 
 /**
  * Starts a TypeScript program as a child process and resolves once it writes a
- * JSON line with `"msg":"<readyMessage>"` and a port. The parent keeps reading
- * the child's output and keeps only the last lines, so the child never blocks
- * on a full pipe.
+ * JSON line with `"msg":"<readyMessage>"` and a port. The bench keeps reading
+ * the child's output and keeps only the last lines, so a full pipe does not
+ * block the child while the bench runs.
  */
 export async function startChild(options: StartChildOptions): Promise<BenchChild> {
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', options.script], {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { startBenchBot, type BenchBot } from './bot-process.ts';
 import { startChild } from './child-process.ts';
 import { runConcurrent, runPaced, runSequential, summarize } from './load.ts';
-import { senderFor, settleOrThrow, type PhaseContext } from './phase.ts';
+import { awaitConfirmations, senderFor, settleOrThrow, type PhaseContext } from './phase.ts';
 import { BOT_TOKEN, COMMAND_TEXT, isBareAck, isBotAck, PLAN } from './plan.ts';
 import type { BenchResults, LatencyPair } from './results.ts';
 import type { Sample } from './slash-command.ts';
@@ -43,13 +43,13 @@ export async function measureLatency(context: PhaseContext): Promise<BenchResult
 
   const { sequential, paced, concurrent } = PLAN;
   context.log('sequential acks', sequential);
-  const sequentialPair = await alternate(bot, sequential.rounds, sends, (send) => runSequential(send, sequential.requests / sequential.rounds));
+  const sequentialPair = await alternate(context, bot, sequential.rounds, sends, (send) => runSequential(send, sequential.requests / sequential.rounds));
 
   context.log('paced acks', paced);
-  const pacedPair = await alternate(bot, paced.rounds, sends, (send) => runPaced(send, paced.requests / paced.rounds, paced.gapMs));
+  const pacedPair = await alternate(context, bot, paced.rounds, sends, (send) => runPaced(send, paced.requests / paced.rounds, paced.gapMs));
 
   context.log('concurrent acks', concurrent);
-  const concurrentPair = await alternate(bot, concurrent.rounds, sends, (send) =>
+  const concurrentPair = await alternate(context, bot, concurrent.rounds, sends, (send) =>
     runConcurrent(send, concurrent.requests / concurrent.rounds, concurrent.concurrency),
   );
 
@@ -63,7 +63,13 @@ export async function measureLatency(context: PhaseContext): Promise<BenchResult
  * so that other load on the machine falls on both alike. The bot's outbox is
  * drained before each round, so the bare app never shares the CPUs with it.
  */
-async function alternate(bot: BenchBot, rounds: number, sends: { bare: Send; bot: Send }, load: (send: Send) => Promise<Sample[]>): Promise<LatencyPair> {
+async function alternate(
+  context: PhaseContext,
+  bot: BenchBot,
+  rounds: number,
+  sends: { bare: Send; bot: Send },
+  load: (send: Send) => Promise<Sample[]>,
+): Promise<LatencyPair> {
   const samples = { bare: [] as Sample[], bot: [] as Sample[] };
   const wallMs = { bare: 0, bot: 0 };
   let settleMs = 0;
@@ -79,6 +85,7 @@ async function alternate(bot: BenchBot, rounds: number, sends: { bare: Send; bot
   return {
     bare: summarize(samples.bare, wallMs.bare, isBareAck),
     bot: summarize(samples.bot, wallMs.bot, isBotAck),
+    confirmation: await awaitConfirmations(context.slackUrl, samples.bot),
     settleMs,
   };
 }

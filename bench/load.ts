@@ -52,26 +52,31 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
 }
 
-/** Summarizes latencies; `accept` decides whether a reply is the expected ack. */
+/** Summarizes ack latencies; `accept` decides whether a reply is the expected ack. */
 export function summarize(samples: Sample[], wallMs: number, accept: (sample: Sample) => boolean): LatencySummary {
-  const sorted = samples.map((sample) => sample.latencyMs).sort((a, b) => a - b);
-  const failed = samples.filter((sample) => !accept(sample));
-  const first = failed[0];
+  const first = samples.find((sample) => !accept(sample));
+  const firstFailure = first ? `status ${first.status}${first.error ? `, ${first.error}` : ''}, body ${JSON.stringify(first.body.slice(0, 200))}` : undefined;
+  return summarizeLatencies(
+    samples.map((sample) => sample.latencyMs),
+    { count: samples.length, failures: samples.filter((sample) => !accept(sample)).length, firstFailure },
+    wallMs,
+  );
+}
+
+/** Summarizes latencies in milliseconds; requests that failed may have none. */
+export function summarizeLatencies(
+  latencies: number[],
+  outcome: { count: number; failures: number; firstFailure?: string },
+  wallMs: number,
+): LatencySummary {
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const empty = sorted.length === 0;
   return {
-    count: samples.length,
-    failures: failed.length,
-    firstFailure: first ? `status ${first.status}${first.error ? `, ${first.error}` : ''}, body ${JSON.stringify(first.body.slice(0, 200))}` : undefined,
-    p50Ms: percentile(sorted, 50),
-    p99Ms: percentile(sorted, 99),
-    maxMs: sorted[sorted.length - 1],
+    ...outcome,
+    p50Ms: empty ? Number.NaN : percentile(sorted, 50),
+    p99Ms: empty ? Number.NaN : percentile(sorted, 99),
+    maxMs: empty ? Number.NaN : sorted[sorted.length - 1],
     over3s: sorted.filter((latency) => latency > 3000).length,
     wallMs,
   };
-}
-
-/** Runs `load` and summarizes its samples with the wall time it took. */
-export async function measure(load: () => Promise<Sample[]>, accept: (sample: Sample) => boolean): Promise<LatencySummary> {
-  const started = performance.now();
-  const samples = await load();
-  return summarize(samples, performance.now() - started, accept);
 }

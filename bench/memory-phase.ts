@@ -3,8 +3,8 @@ import { join } from 'node:path';
 
 import { startBenchBot } from './bot-process.ts';
 import { readMemory } from './child-process.ts';
-import { senderFor, settleOrThrow, type PhaseContext } from './phase.ts';
-import { measure, runConcurrent } from './load.ts';
+import { awaitConfirmations, senderFor, settleOrThrow, type PhaseContext } from './phase.ts';
+import { runConcurrent, summarize } from './load.ts';
 import { BOT_TOKEN, COMMAND_TEXT, isBotAck, PLAN } from './plan.ts';
 import type { MemoryReading, MemoryResult } from './results.ts';
 import type { SlackApiStats } from './slack-api.ts';
@@ -40,9 +40,12 @@ export async function measureMemory(context: PhaseContext): Promise<MemoryResult
   const { incidents, concurrency } = PLAN.memory;
   context.log('declaring incidents for the memory readings', { incidents, concurrency });
   const sender = senderFor(bot.child, bot.signingSecret, 'CM', context.slackUrl);
-  const declared = await measure(() => runConcurrent(() => sender.send(COMMAND_TEXT), incidents, concurrency), isBotAck);
+  const declareStarted = performance.now();
+  const samples = await runConcurrent(() => sender.send(COMMAND_TEXT), incidents, concurrency);
+  const declared = summarize(samples, performance.now() - declareStarted, isBotAck);
   sender.close();
   const settled = await settleOrThrow(bot, 'after declaring the incidents');
+  const confirmed = await awaitConfirmations(context.slackUrl, samples);
   const afterSettle = reading();
   const health = (await (await fetch(`http://127.0.0.1:${bot.child.port}/healthz`)).json()) as { openIncidents?: number };
 
@@ -57,6 +60,7 @@ export async function measureMemory(context: PhaseContext): Promise<MemoryResult
   context.running.splice(context.running.indexOf(bot), 1);
   return {
     declared,
+    confirmed,
     settleMs: settled.waitedMs,
     openIncidents: refreshed.openIncidents,
     healthOpenIncidents: health.openIncidents,

@@ -45,6 +45,7 @@ function latencyCells(run: string, pair: LatencyPair): string[][] {
   return [
     cells('bare Bolt', pair.bare, ['', '']),
     cells('runbook-bot', pair.bot, [p50Ratio(pair).toFixed(2), p99Ratio(pair).toFixed(2)]),
+    cells('runbook-bot, confirmed', pair.confirmation, ['', '']),
   ];
 }
 
@@ -131,7 +132,10 @@ function setup(results: BenchResults): string {
 function latencySection(results: BenchResults): string {
   const { latency } = results;
   const rows = SCENARIOS.map((scenario) => markdownRows(scenarioLabel(scenario, results), latency[scenario])).join('\n');
-  const failures = SCENARIOS.flatMap((scenario) => [latency[scenario].bot.firstFailure, latency[scenario].bare.firstFailure]).filter(Boolean);
+  const failures = SCENARIOS.flatMap((scenario) => {
+    const pair = latency[scenario];
+    return [pair.bot.firstFailure, pair.confirmation.firstFailure, pair.bare.firstFailure];
+  }).filter(Boolean);
   const failureLine = failures.length > 0 ? `\n\nFirst failed replies: ${failures.map((failure) => `\`${failure}\``).join('; ')}.` : '';
   const drains = SCENARIOS.map((scenario) => `${ms(latency[scenario].settleMs)} (${scenarioLabel(scenario, results)})`).join(', ');
   return `## Acknowledgement latency
@@ -140,7 +144,9 @@ function latencySection(results: BenchResults): string {
 | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 ${rows}
 
-Ratios are bot / bare. After a round's last ack the bot's outbox took at most ${drains} to
+Ratios are bot / bare. A *confirmed* row measures from sending each bot command to its "Declared
+incident #" message: in the ack body, or posted to the command's response_url, where the Slack
+double notes the arrival time. After a round's last ack the bot's outbox took at most ${drains} to
 deliver the rest. The bot ended the latency runs with ${latency.openIncidentsAtEnd} open incidents.${failureLine}
 `;
 }
@@ -148,7 +154,11 @@ deliver the rest. The bot ended the latency runs with ${latency.openIncidentsAtE
 function markdownRows(run: string, pair: LatencyPair): string {
   const row = (app: string, summary: LatencySummary, ratios: string) =>
     `| ${run} | ${app} | ${summary.count} | ${summary.failures} | ${ms(summary.p50Ms)} | ${ms(summary.p99Ms)} | ${ms(summary.maxMs)} | ${ratios} |`;
-  return [row('bare Bolt', pair.bare, ' | '), row('runbook-bot', pair.bot, `${p50Ratio(pair).toFixed(2)} | ${p99Ratio(pair).toFixed(2)}`)].join('\n');
+  return [
+    row('bare Bolt', pair.bare, ' | '),
+    row('runbook-bot', pair.bot, `${p50Ratio(pair).toFixed(2)} | ${p99Ratio(pair).toFixed(2)}`),
+    row('runbook-bot, confirmed', pair.confirmation, ' | '),
+  ].join('\n');
 }
 
 function memorySection(results: BenchResults): string {
@@ -165,7 +175,8 @@ function memorySection(results: BenchResults): string {
 | after a countdown refresh (${memory.countdownUpdates} chat.update calls) | ${at(memory.afterRefresh.secondsSinceStart)} | ${mb(memory.afterRefresh.rssBytes)} | ${mb(memory.afterRefresh.peakRssBytes)} |
 
 MB is 10^6 bytes. Open incidents: ${memory.openIncidents} in SQLite, ${memory.healthOpenIncidents ?? 'no answer'} from \`/healthz\`. Declaring them took
-acks of ${ms(memory.declared.p50Ms)} p50, ${ms(memory.declared.p99Ms)} p99 and ${ms(memory.declared.maxMs)} max, with ${memory.declared.failures} failed; the outbox needed
+acks of ${ms(memory.declared.p50Ms)} p50, ${ms(memory.declared.p99Ms)} p99 and ${ms(memory.declared.maxMs)} max, with ${memory.declared.failures} failed. Confirmations
+took ${ms(memory.confirmed.p50Ms)} p50 and ${ms(memory.confirmed.p99Ms)} p99, and ${memory.confirmed.failures} were missing. The outbox needed
 ${ms(memory.settleMs)} after the last ack to deliver the rest, and ${memory.failedOutbox} outbox messages failed.
 
 Web API calls the Slack double received over the whole run: ${calls}. Errors: ${errors}.

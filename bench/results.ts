@@ -7,6 +7,8 @@ import type { SlackApiStats } from './slack-api.ts';
 
 export interface LatencyPair {
   bot: LatencySummary;
+  /** From sending each bot command to its "Declared incident" confirmation. */
+  confirmation: LatencySummary;
   bare: LatencySummary;
   /** Maximum time, over the rounds, that the bot's outbox needed after the round's last ack to deliver the rest. */
   settleMs: number;
@@ -22,6 +24,7 @@ export interface MemoryReading {
 
 export interface MemoryResult {
   declared: LatencySummary;
+  confirmed: LatencySummary;
   settleMs: number;
   openIncidents: number;
   /** `openIncidents` as the bot's /healthz reports it. */
@@ -132,6 +135,7 @@ export function evaluateGoals(results: BenchResults): Goal[] {
 }
 
 export function formatMs(value: number): string {
+  if (Number.isNaN(value)) return 'n/a';
   return value < 10 ? `${value.toFixed(2)} ms` : `${value.toFixed(1)} ms`;
 }
 

@@ -119,6 +119,7 @@ export async function startSlackApi(options: { botToken: string; clock?: Clock }
     if (req.method === 'GET' && path === '/bench/stats') return sendJson(res, 200, stats);
     if (req.method === 'GET' && path === '/bench/responses') return sendJson(res, 200, responses);
 
+    // The bot confirms each declaration through the command's response_url.
     const responseUrl = /^\/commands\/[A-Z0-9]+\/([A-Za-z0-9]+)$/.exec(path);
     if (req.method === 'POST' && responseUrl) {
       const receivedAtNs = process.hrtime.bigint().toString();
@@ -130,13 +131,6 @@ export async function startSlackApi(options: { botToken: string; clock?: Clock }
       }
       responses.push({ key: responseUrl[1], receivedAtNs, text });
       return sendJson(res, 200, { ok: true });
-    }
-    if (req.method === 'POST' && path.startsWith('/commands/')) {
-      // The bot confirms each declaration through the command's response_url.
-      stats.calls['response_url'] = (stats.calls['response_url'] ?? 0) + 1;
-      req.resume();
-      req.on('end', () => sendJson(res, 200, { ok: true }));
-      return;
     }
 
     const match = /^\/api\/([a-zA-Z.]+)$/.exec(path);

@@ -5,6 +5,10 @@ import { signatureFor } from '../src/sandbox/delivery.ts';
 
 /** One acknowledged (or failed) slash command as the sender saw it. */
 export interface Sample {
+  /** The command's channel id, which is also the last segment of its response_url. */
+  key: string;
+  /** process.hrtime.bigint() when the request was sent. */
+  sentAtNs: bigint;
   latencyMs: number;
   /** The HTTP status, or 0 when the request failed before a reply. */
   status: number;
@@ -58,7 +62,7 @@ export class SlashCommandSender {
       text,
       api_app_id: 'A0BENCHAPP',
       is_enterprise_install: 'false',
-      response_url: `${this.options.responseUrlBase}/commands/T0BENCH/${this.sent}`,
+      response_url: `${this.options.responseUrlBase}/commands/T0BENCH/${channelId}`,
       trigger_id: `${this.sent}.1000000000.bench`,
     }).toString();
 
@@ -70,17 +74,20 @@ export class SlashCommandSender {
       'x-slack-signature': signatureFor(this.options.signingSecret, timestamp, body),
       'user-agent': 'Slackbot 1.0 (+https://api.slack.com/robots)',
     };
-    return this.post(body, headers);
+    return this.post(channelId, body, headers);
   }
 
   close(): void {
     this.agent.destroy();
   }
 
-  private post(body: string, headers: Record<string, string>): Promise<Sample> {
+  private post(key: string, body: string, headers: Record<string, string>): Promise<Sample> {
     return new Promise((resolve) => {
+      const sentAtNs = process.hrtime.bigint();
       const started = performance.now();
-      const finish = (sample: Omit<Sample, 'latencyMs'>) => resolve({ latencyMs: performance.now() - started, ...sample });
+      const finish = (reply: Pick<Sample, 'status' | 'body' | 'error'>) => {
+        resolve({ key, sentAtNs, latencyMs: performance.now() - started, ...reply });
+      };
       const req = request(
         { host: '127.0.0.1', port: this.options.port, path: '/slack/events', method: 'POST', headers, agent: this.agent, timeout: REQUEST_TIMEOUT_MS },
         (res) => {

@@ -62,7 +62,7 @@ describe('Dockerfile', () => {
 
   it('starts the bot entry point', () => {
     const cmd = stages()[1].find((step) => step.keyword === 'CMD')!.args;
-    expect(JSON.parse(cmd)).toEqual(['node', '--import', 'tsx', 'src/bot/main.ts']);
+    expect(JSON.parse(cmd)).toEqual(['node', '--optimize-for-size', '--import', 'tsx', 'src/bot/main.ts']);
   });
 
   it('installs production packages from the lock file', () => {

@@ -154,7 +154,7 @@ export function createBot(options: BotOptions): Bot {
     scanScheduled = true;
     setImmediate(() => {
       scanScheduled = false;
-      timers?.scan();
+      timers?.scanNew();
     });
   };
   const engine = new Engine({

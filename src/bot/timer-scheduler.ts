@@ -1,5 +1,5 @@
 import type { Db } from '../store/db.ts';
-import { listPendingTimers } from '../store/timers.ts';
+import { listPendingTimers, listPendingTimersAfter, maxTimerId, type TimerRow } from '../store/timers.ts';
 import type { Clock } from './clock.ts';
 import type { Logger } from './logger.ts';
 
@@ -21,6 +21,7 @@ export interface TimerSchedulerOptions {
  */
 export class TimerScheduler {
   private readonly armed = new Map<number, NodeJS.Timeout>();
+  private lastSeenId = 0;
   private scanner?: NodeJS.Timeout;
   private readonly windowMs: number;
 
@@ -50,14 +51,31 @@ export class TimerScheduler {
     this.scan();
   }
 
+  /** Arms every pending timer due within the window; the periodic safety net. */
   scan(): void {
     const now = this.options.clock.now();
-    for (const timer of listPendingTimers(this.options.db, now + this.windowMs)) {
-      if (this.armed.has(timer.id)) continue;
-      const delay = Math.max(0, timer.dueAt - now);
-      const handle = setTimeout(() => this.fire(timer.id), delay);
-      this.armed.set(timer.id, handle);
+    this.lastSeenId = maxTimerId(this.options.db);
+    for (const timer of listPendingTimers(this.options.db, now + this.windowMs)) this.arm(timer, now);
+  }
+
+  /**
+   * Arms only timers added since the last look. Called after each commit, so
+   * its cost does not grow with the number of open incidents.
+   */
+  scanNew(): void {
+    const now = this.options.clock.now();
+    for (const timer of listPendingTimersAfter(this.options.db, this.lastSeenId, now + this.windowMs)) {
+      this.lastSeenId = Math.max(this.lastSeenId, timer.id);
+      this.arm(timer, now);
     }
+    this.lastSeenId = Math.max(this.lastSeenId, maxTimerId(this.options.db));
+  }
+
+  private arm(timer: TimerRow, now: number): void {
+    if (this.armed.has(timer.id)) return;
+    const delay = Math.max(0, timer.dueAt - now);
+    const handle = setTimeout(() => this.fire(timer.id), delay);
+    this.armed.set(timer.id, handle);
   }
 
   get armedCount(): number {

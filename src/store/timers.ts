@@ -61,6 +61,18 @@ export function listPendingTimers(db: Db, until: number): TimerRow[] {
   return records.map(toTimer);
 }
 
+/** Pending timers with an id above `afterId` due before `until`: the ones armed since the last look. */
+export function listPendingTimersAfter(db: Db, afterId: number, until: number): TimerRow[] {
+  const records = db
+    .prepare("SELECT * FROM timers WHERE status = 'pending' AND id > ? AND due_at <= ? ORDER BY id")
+    .all(afterId, until) as TimerRecord[];
+  return records.map(toTimer);
+}
+
+export function maxTimerId(db: Db): number {
+  return (db.prepare('SELECT coalesce(max(id), 0) AS id FROM timers').get() as { id: number }).id;
+}
+
 export function getTimer(db: Db, id: number): TimerRow | undefined {
   const record = db.prepare('SELECT * FROM timers WHERE id = ?').get(id) as TimerRecord | undefined;
   return record ? toTimer(record) : undefined;
