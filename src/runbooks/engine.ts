@@ -679,6 +679,9 @@ export class Engine {
    * changed. Called once a minute, so the countdown costs at most one update
    * a minute per incident.
    */
+  // NOTE: chat.update is Slack's Tier 3 (about 50 calls a minute), so with
+  // more than about 50 incidents in their last hour the refreshes queue up
+  // behind 429s in the outbox; they still land, late.
   refreshCountdowns(): number {
     const { db } = this.deps;
     let refreshed = 0;
