@@ -21,7 +21,10 @@ import type { Bot } from '../src/bot/app.ts';
 import { ConfigError, loadConfig } from '../src/bot/config.ts';
 import { createLogger, type Logger } from '../src/bot/logger.ts';
 import { startBotForMode } from '../src/bot/start.ts';
-import { DJANGO_USERS, startDjango, type DjangoSite } from '../test/helpers/django.ts';
+import { DJANGO_PROJECT_DIR, DJANGO_PYTHON, DJANGO_USERS, startDjango, type DjangoSite } from '../test/helpers/django.ts';
+import { startPagerDutyServer } from '../test/helpers/pagerduty-server.ts';
+import { startSentryServer } from '../test/helpers/sentry-server.ts';
+import { makeTestCertificates } from '../test/helpers/tls.ts';
 
 /** Time allowed for stopping the bot and the Django site before the process exits anyway. */
 const SHUTDOWN_TIMEOUT_MS = 20_000;
@@ -48,6 +51,41 @@ export function buildDemoEnv(
     DJANGO_HEALTH_URL: `${site.baseUrl}/healthz/`,
     BACKUP_DIR: join(folder, 'backups'),
     BACKUP_ENCRYPTION_KEY: randomBytes(32).toString('hex'),
+    // The demo's Django site cannot be stopped apart from its supervisor, so
+    // the restore's stop and start steps are no-ops here.
+    DJANGO_PROJECT_DIR,
+    DJANGO_STOP_COMMAND: JSON.stringify(['/bin/true']),
+    DJANGO_START_COMMAND: JSON.stringify(['/bin/true']),
+    DJANGO_MIGRATE_COMMAND: JSON.stringify([DJANGO_PYTHON, 'manage.py', 'migrate', '--noinput']),
+    RESTORE_TEST_STAGING_PATH: join(folder, 'staging.sqlite3'),
+    AUDIT_DEPLOY_CHECK_COMMAND: JSON.stringify([DJANGO_PYTHON, 'manage.py', 'check', '--deploy', '--fail-level', 'WARNING']),
+  };
+}
+
+/** Local PagerDuty and Sentry doubles for the demo, so paging and alerts can be seen. */
+export async function startDemoServices(): Promise<{ env: Record<string, string>; ca: string; webhookSecret: string; stop(): Promise<void> }> {
+  const certificates = makeTestCertificates();
+  const routingKey = randomBytes(16).toString('hex');
+  const pagerDuty = await startPagerDutyServer(certificates, [routingKey]);
+  const token = `demo-${randomBytes(12).toString('hex')}`;
+  const sentry = await startSentryServer({ org: 'demo', project: 'web', projectId: 1, tokens: { [token]: ['project:admin', 'project:write', 'project:read', 'event:read', 'alerts:write', 'org:read'] } });
+  const webhookSecret = randomBytes(16).toString('hex');
+  return {
+    env: {
+      PAGERDUTY_ROUTING_KEY: routingKey,
+      PAGERDUTY_SERVER: `127.0.0.1:${pagerDuty.port}`,
+      SENTRY_API_URL: sentry.baseUrl,
+      SENTRY_AUTH_TOKEN: token,
+      SENTRY_ORG: 'demo',
+      SENTRY_PROJECT: 'web',
+      SENTRY_WEBHOOK_SECRET: webhookSecret,
+    },
+    ca: certificates.ca,
+    webhookSecret,
+    stop: async () => {
+      await pagerDuty.close();
+      await sentry.close();
+    },
   };
 }
 
@@ -87,6 +125,7 @@ interface Running {
   bot?: Bot;
   site?: DjangoSite;
   folder?: string;
+  services?: { stop(): Promise<void> };
   logger?: Logger;
 }
 
@@ -116,6 +155,7 @@ async function shutdown(reason: string, exitCode: number): Promise<void> {
     await startup.catch(() => undefined);
     if (running.bot) await running.bot.stop();
     if (running.site) await running.site.stop();
+    if (running.services) await running.services.stop();
     if (running.folder) await rm(running.folder, { recursive: true, force: true });
   } catch (error) {
     console.error('sandbox-demo: shutdown failed:', error);
@@ -141,20 +181,23 @@ async function main(): Promise<void> {
   running.site = site;
   if (stopping) return;
 
-  const config = loadConfig(buildDemoEnv(site, running.folder));
+  const services = await startDemoServices();
+  running.services = services;
+  const config = loadConfig({ ...buildDemoEnv(site, running.folder), ...services.env });
   // Synchronous writes keep the log lines and the banner on stdout in order.
   const logger = createLogger(config.logLevel, pino.destination({ dest: 1, sync: true }));
   running.logger = logger;
   // Log and keep serving, as the bot's own entry point does.
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled promise rejection'));
 
-  const bot = await startBotForMode(config, logger);
+  const bot = await startBotForMode(config, logger, { pagerDutyCa: services.ca });
   running.bot = bot;
   if (stopping) return;
 
   const sandboxUrl = `http://127.0.0.1:${bot.port}`;
   logger.info({ sandboxUrl, djangoUrl: site.baseUrl }, 'sandbox demo ready');
   console.log(describeDemo(sandboxUrl, site));
+  console.log(`  PagerDuty and Sentry: local doubles; send a Sentry alert with\n    node --import tsx scripts/send-sentry-alert.ts ${sandboxUrl} ${services.webhookSecret}\n`);
 }
 
 startup = main();

@@ -60,7 +60,14 @@ export function opsActions(config: Config, logger: Logger, services: OpsServices
     if (!services) throw new ActionError('not_configured', 'this action needs the bot store, which this build did not pass');
     return services;
   };
-  const commandOptions = { logger, cwd: present(env.DJANGO_PROJECT_DIR) };
+  // Django's commands learn which database and .env to use from the same
+  // variables the bot reads; no secret is passed.
+  const djangoEnv: Record<string, string> = {};
+  for (const name of ['DJANGO_DATABASE_PATH', 'DJANGO_ENV_FILE'] as const) {
+    const value = present(env[name]);
+    if (value) djangoEnv[name] = value;
+  }
+  const commandOptions = { logger, cwd: present(env.DJANGO_PROJECT_DIR), env: djangoEnv };
 
   return [
     {
@@ -122,6 +129,8 @@ export function opsActions(config: Config, logger: Logger, services: OpsServices
           migrateArgv: migrate.argv,
           smokeArgv: smoke.argv,
           cwd: commandOptions.cwd,
+          // Django's commands must act on the staging copy, never on production.
+          env: { ...djangoEnv, DJANGO_DATABASE_PATH: '{stagingPath}' },
           clock: context.clock,
           logger: context.logger,
         });
