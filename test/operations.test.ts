@@ -152,6 +152,14 @@ describe('backups and restores from the channel', () => {
     expect(checklist).not.toContain(ENV_SECRET);
   });
 
+  it('command output never shows the current key', async () => {
+    await bot.close();
+    bot = await startTestBot({ env: { DJANGO_ENV_FILE: join(dir.path, '.env'), AUDIT_SECURITY_CHECK_COMMAND: JSON.stringify(['/bin/cat', join(dir.path, '.env')]), DJANGO_DATABASE_PATH: project.databasePath } });
+    await bot.command(ALEX, '/incident security-audit');
+    expect(JSON.stringify(bot.slack.workspace.calls)).not.toContain(ENV_SECRET);
+    expect(bot.logs.lines.some((line) => line.includes(ENV_SECRET))).toBe(false);
+  });
+
   it('read-only audit check can run again', async () => {
     await bot.command(ALEX, '/incident security-audit');
     await bot.click(ALEX, 'step.run', 'env-vars');

@@ -5,11 +5,41 @@ import { registerSecret } from '../bot/redact.ts';
 import { ActionRegistry, type ActionDefinition } from '../runbooks/actions-registry.ts';
 import { parseCommandLine } from './command.ts';
 import { invalidateSessions, lockAccounts, parseIdentifiers, removeFallback, rotateSecretKey, type RotationDeps } from './django.ts';
-import { createSecretStore, type SecretStore } from './secrets/index.ts';
+import { createSecretStore, EnvFileStore, type SecretStore } from './secrets/index.ts';
 import { opsActions, type OpsServices } from './ops-registry.ts';
 import { sentryActions } from './sentry-registry.ts';
 import { present, type Env } from './env-values.ts';
 import type { ActionContext } from './types.ts';
+
+/** Secret names whose current values are scrubbed from every output from start-up on. */
+const STORED_SECRETS = ['DJANGO_SECRET_KEY', 'DJANGO_SECRET_KEY_FALLBACKS', 'SENTRY_DSN'];
+
+/**
+ * Reads the secrets the Django app holds now and registers them with the
+ * scrubber, so command output that prints them (an audit check, a restart
+ * script) is scrubbed even before the bot rotates anything.
+ */
+export async function registerStoredSecrets(config: Config, logger: Logger): Promise<void> {
+  const stores: SecretStore[] = [];
+  try {
+    const setup = createSecretStore(config.env, logger);
+    if ('store' in setup) stores.push(setup.store);
+  } catch {
+    // An invalid SECRET_STORE is shown on the steps that need it.
+  }
+  const envFile = present(config.env.DJANGO_ENV_FILE);
+  if (envFile) stores.push(new EnvFileStore(envFile, logger));
+  for (const store of stores) {
+    for (const name of STORED_SECRETS) {
+      try {
+        const value = await store.read(name);
+        for (const part of (value ?? '').split(',')) registerSecret(part.trim());
+      } catch (error) {
+        logger.warn({ store: store.name, secret: name, err: error }, 'reading a secret to scrub it failed');
+      }
+    }
+  }
+}
 
 /** Builds the actions that runbook steps can run, each configured from the environment. */
 export function buildActions(config: Config, logger: Logger, services?: OpsServices): ActionRegistry {

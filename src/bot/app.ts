@@ -3,7 +3,7 @@ import type { AddressInfo, Server } from 'node:net';
 import { App, HTTPReceiver, SocketModeReceiver, type CustomRoute, type Receiver } from '@slack/bolt';
 
 import type { BackupLedger } from '../actions/backup-run.ts';
-import { buildActions } from '../actions/registry.ts';
+import { buildActions, registerStoredSecrets } from '../actions/registry.ts';
 import { listBackups, markPruned, recordBackup } from '../store/backups.ts';
 import { saveRestoreTest } from '../store/restore-tests.ts';
 import { recordRotation } from '../store/rotations.ts';
@@ -245,6 +245,7 @@ export function createBot(options: BotOptions): Bot {
       // The sandbox's Web API is served by this bot's own receiver, so its
       // auth.test can only answer once the receiver listens.
       if (config.mode !== 'sandbox') await app.init();
+      await registerStoredSecrets(config, logger);
       engine.recoverInterruptedRuns();
       adjustableClock?.onChange((offset) => {
         setSetting(db, CLOCK_OFFSET_SETTING, String(offset));
