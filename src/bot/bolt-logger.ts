@@ -16,6 +16,8 @@ export function boltLogger(logger: Logger): BoltLogger {
   const text = (parts: unknown[]) => parts.map((part) => (typeof part === 'string' ? part : part instanceof Error ? part.message : JSON.stringify(part))).join(' ');
   return {
     debug: (...parts) => {
+      // Bolt calls debug many times per request; format only when it is logged.
+      if (!child.isLevelEnabled('debug')) return;
       const line = text(parts);
       if (!BODY_LINES.test(line)) child.debug(line);
     },
