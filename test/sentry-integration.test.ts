@@ -29,13 +29,14 @@ function failedLoginAlert() {
   };
 }
 
-async function postWebhook(bot: TestBot, body: string, signature?: string): Promise<Response> {
+async function postWebhook(bot: TestBot, body: string, signature?: string, requestId?: string): Promise<Response> {
   return fetch(`http://127.0.0.1:${bot.bot.port}/webhooks/sentry`, {
     method: 'POST',
     headers: {
       'content-type': 'application/json',
       'sentry-hook-resource': 'event_alert',
       ...(signature !== undefined ? { 'sentry-hook-signature': signature } : {}),
+      ...(requestId !== undefined ? { 'request-id': requestId } : {}),
     },
     body,
   });
@@ -108,6 +109,18 @@ describe('Sentry through the bot', () => {
 
     await bot.click(ALEX, 'runbook.start');
     expect(bot.bot.engine.listOpen().map((incident) => incident.runbookId)).toEqual(['security-audit']);
+  });
+
+  it('replayed webhook with the same Request-ID posts once', async () => {
+    const body = JSON.stringify(failedLoginAlert());
+    for (let attempt = 0; attempt < 3; attempt++) expect((await postWebhook(bot, body, sign(body), 'f9a2c4e0-demo')).status).toBe(200);
+    await bot.settle();
+    expect(bot.messages().filter((message) => message.text.startsWith('Sentry alert:'))).toHaveLength(1);
+  });
+
+  it('oversized webhook gets 413', async () => {
+    const body = JSON.stringify({ padding: 'x'.repeat(1_200_000) });
+    expect((await postWebhook(bot, body, sign(body))).status).toBe(413);
   });
 
   it('unknown alert is recorded and ignored', async () => {

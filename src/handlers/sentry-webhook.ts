@@ -75,11 +75,17 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: SentryWeb
   const alert = summary.ruleName ? findAlertByRuleName(summary.resource, summary.ruleName) : undefined;
   const alerting = alert && summary.action !== 'resolved';
   const runbookId = alerting && alert.response.runbook && deps.runbooks.find(alert.response.runbook) ? alert.response.runbook : null;
-  const eventId = deps.engine.recordAlert(
-    { source: 'sentry', receivedAt: deps.now(), resource: summary.resource, alert: alert?.id ?? null, matchedRunbook: runbookId, summary: { ...summary } },
+  const requestHeader = req.headers['request-id'];
+  const requestId = typeof requestHeader === 'string' && /^[\w-]{1,100}$/.test(requestHeader) ? requestHeader : undefined;
+  const { id: eventId, replay } = deps.engine.recordAlert(
+    { source: 'sentry', receivedAt: deps.now(), resource: summary.resource, alert: alert?.id ?? null, matchedRunbook: runbookId, summary: { ...summary }, requestId },
     alerting ? deps.channel : undefined,
     alerting ? alertMessage(summary, alert.title, runbookId, alert.response.reason) : undefined,
   );
+  if (replay) {
+    logger.info({ eventId }, 'Sentry webhook already received; ignored');
+    return reply(200, { ok: true, eventId, duplicate: true });
+  }
   logger.info({ eventId, resource: summary.resource, alert: alert?.id ?? null, runbookId }, alerting ? 'Sentry alert received' : 'Sentry webhook recorded and ignored');
   if (alerting && !deps.channel) logger.warn({ eventId }, 'Sentry alert not posted: set SENTRY_ALERT_CHANNEL or INCIDENT_CHANNEL');
   reply(200, { ok: true, eventId });
@@ -118,8 +124,9 @@ function readRaw(req: IncomingMessage): Promise<Buffer> {
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > MAX_BODY_BYTES) {
+        // Keep reading so the 413 reaches the sender instead of a reset connection.
+        chunks.length = 0;
         reject(new Error('too large'));
-        req.destroy();
         return;
       }
       chunks.push(chunk);

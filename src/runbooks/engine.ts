@@ -8,7 +8,7 @@ import { inTransaction, type Db } from '../store/db.ts';
 import * as incidents from '../store/incidents.ts';
 import { enqueue, listOutbox, type OutboxRow } from '../store/outbox.ts';
 import * as timers from '../store/timers.ts';
-import { recordWebhookEvent } from '../store/webhook-events.ts';
+import { findWebhookEvent, recordWebhookEvent } from '../store/webhook-events.ts';
 import { getBackup, recentBackups, type BackupRow } from '../store/backups.ts';
 import { recordRotation } from '../store/rotations.ts';
 import type { ActionRegistry } from './actions-registry.ts';
@@ -881,16 +881,22 @@ export class Engine {
    * Records a received alert and queues its message for a channel, in one
    * transaction. The message is not part of any incident.
    */
-  recordAlert(event: Parameters<typeof recordWebhookEvent>[1], channel: string | undefined, message: SlackMessage | undefined): number {
+  recordAlert(event: Parameters<typeof recordWebhookEvent>[1], channel: string | undefined, message: SlackMessage | undefined): { id: number; replay: boolean } {
     const { db } = this.deps;
+    let replay = false;
     const id = inTransaction(db, () => {
+      const earlier = event.requestId ? findWebhookEvent(db, event.source, event.requestId) : undefined;
+      if (earlier !== undefined) {
+        replay = true;
+        return earlier;
+      }
       const eventId = recordWebhookEvent(db, event);
       if (channel && message) enqueue(db, { incidentId: null, target: 'slack', kind: 'channel_post', payload: { channel, message } }, this.now);
       appendAudit(db, { incidentId: null, at: this.now, actor: event.source, event: 'webhook.received', details: { eventId, resource: event.resource, alert: event.alert, runbook: event.matchedRunbook } });
       return eventId;
     });
     this.deps.onOutbox();
-    return id;
+    return { id, replay };
   }
 
   /** Posts a message to a channel outside any incident (schedules, digests), with an audit entry. */

@@ -182,4 +182,9 @@ export const MIGRATIONS: readonly string[] = [
     summary TEXT NOT NULL DEFAULT '{}'
   );
   `,
+  // 3: webhook deliveries are recognised by Sentry's Request-ID, so a replay posts nothing
+  `
+  ALTER TABLE webhook_events ADD COLUMN request_id TEXT;
+  CREATE UNIQUE INDEX webhook_events_request ON webhook_events (source, request_id) WHERE request_id IS NOT NULL;
+  `,
 ];

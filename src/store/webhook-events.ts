@@ -13,12 +13,18 @@ export interface WebhookEventRow {
 /** Records a received webhook: its classification only, never the raw body. */
 export function recordWebhookEvent(
   db: Db,
-  event: { source: string; receivedAt: number; resource: string | null; alert: string | null; matchedRunbook: string | null; summary: Record<string, unknown> },
+  event: { source: string; receivedAt: number; resource: string | null; alert: string | null; matchedRunbook: string | null; summary: Record<string, unknown>; requestId?: string },
 ): number {
   const result = db
-    .prepare('INSERT INTO webhook_events (source, received_at, resource, alert, matched_runbook, summary) VALUES (?, ?, ?, ?, ?, ?)')
-    .run(event.source, event.receivedAt, event.resource, event.alert, event.matchedRunbook, JSON.stringify(event.summary));
+    .prepare('INSERT INTO webhook_events (source, received_at, resource, alert, matched_runbook, summary, request_id) VALUES (?, ?, ?, ?, ?, ?, ?)')
+    .run(event.source, event.receivedAt, event.resource, event.alert, event.matchedRunbook, JSON.stringify(event.summary), event.requestId ?? null);
   return Number(result.lastInsertRowid);
+}
+
+/** The id of a webhook already recorded with this request id, if any. */
+export function findWebhookEvent(db: Db, source: string, requestId: string): number | undefined {
+  const row = db.prepare('SELECT id FROM webhook_events WHERE source = ? AND request_id = ?').get(source, requestId) as { id: number } | undefined;
+  return row?.id;
 }
 
 export function listWebhookEvents(db: Db, limit = 50): WebhookEventRow[] {
