@@ -159,6 +159,16 @@ describe('Bolt HTTP receiver', () => {
     expect(JSON.stringify(incidentMessages(bot)[0].blocks)).toContain('0 of 7 steps');
   });
 
+  it('button naming an incident of another channel is refused', async () => {
+    await bot.command(ALEX, '/incident secret-key leak');
+    const checklist = bot.messages().find((message) => message.text.startsWith('Checklist for incident #1'))!;
+    const copy = bot.slack.workspace.addMessage({ ...checklist, channel: 'C0SBXOPS', threadTs: null, ts: bot.slack.workspace.nextTs() } as never);
+    await bot.slack.delivery.click({ user: ALEX, channel: 'C0SBXOPS', messageTs: copy.ts, blockId: 'step|notify|actions', actionId: 'step.done' });
+    await bot.settle();
+    expect(ephemeralsFor(bot, ALEX).at(-1)).toContain('belongs to incident #1 in another channel');
+    expect(JSON.stringify(incidentMessages(bot)[0].blocks)).toContain('0 of 7 steps');
+  });
+
   it('click on a cancelled incident is refused', async () => {
     await bot.command(ALEX, '/incident secret-key leak');
     const checklist = bot.messages().find((message) => message.text.startsWith('Checklist for incident #1'))!;

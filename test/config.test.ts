@@ -57,6 +57,18 @@ describe('configuration', () => {
     expect(problemsOf({ SLACK_API_URL: 'ftp://example.invalid/api/' })[0]).toMatch(/^SLACK_API_URL:/);
   });
 
+  it('channel given by name is rejected', () => {
+    expect(problemsOf({ OPS_CHANNEL: '#ops' })[0]).toMatch(/^OPS_CHANNEL: must be a channel id/);
+  });
+
+  it('alert action that is not JSON is rejected', () => {
+    expect(problemsOf({ SENTRY_ALERT_ACTION_JSON: '{not json' })[0]).toMatch(/^SENTRY_ALERT_ACTION_JSON: must be a JSON object/);
+  });
+
+  it('vault store without its address is rejected', () => {
+    expect(problemsOf({ SECRET_STORE: 'vault' })[0]).toContain('VAULT_ADDR and VAULT_TOKEN');
+  });
+
   it('PORT defaults to 3000', () => {
     expect(loadConfig({}).port).toBe(3000);
   });

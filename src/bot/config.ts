@@ -13,6 +13,10 @@ const optionalString = z
   .transform((value) => (value === '' ? undefined : value))
   .optional();
 
+const channelId = optionalString.pipe(
+  z.string().regex(/^[CG][A-Z0-9]{2,}$/, 'must be a channel id such as C0123ABCD (right-click the channel, View channel details), not a name').optional(),
+);
+
 const booleanString = z
   .enum(['true', 'false', '1', '0', ''])
   .optional()
@@ -41,8 +45,8 @@ const envSchema = z.object({
     })
     .optional()
     .describe('pino log level (default info)'),
-  INCIDENT_CHANNEL: optionalString.describe('Channel id for incidents the bot opens by itself (schedules, alerts)'),
-  OPS_CHANNEL: optionalString.describe('Channel id for backup failures and digests (default INCIDENT_CHANNEL)'),
+  INCIDENT_CHANNEL: channelId.describe('Channel id for incidents the bot opens by itself (schedules, alerts)'),
+  OPS_CHANNEL: channelId.describe('Channel id for backup failures and digests (default INCIDENT_CHANNEL)'),
   RESPONDERS: optionalString.describe('Comma-separated Slack user ids (U...) and user group ids (S...) who may run actions'),
   REQUIRE_SECOND_APPROVER: booleanString.describe('true: destructive actions need a second responder to approve'),
   ALLOW_CLOCK_CONTROL: booleanString.describe('true: POST /admin/clock moves the bot clock forward; for tests only, never in production (the sandbox has its own clock control)'),
@@ -82,8 +86,22 @@ const envSchema = z.object({
     .pipe(z.string().regex(/^[1-9]\d{0,2}$/, 'must be a whole number of days').optional())
     .describe('Days before the declaration that the forged-session search covers (default 7)'),
   SENTRY_WEBHOOK_SECRET: optionalString.describe('Client secret of the Sentry integration; turns on POST /webhooks/sentry'),
-  SENTRY_ALERT_CHANNEL: optionalString.describe('Channel id for Sentry alerts (default INCIDENT_CHANNEL)'),
-  SENTRY_ALERT_ACTION_JSON: optionalString.describe('Issue alert rule action (JSON) that sends webhooks to the bot, used when creating missing alert rules'),
+  SENTRY_ALERT_CHANNEL: channelId.describe('Channel id for Sentry alerts (default INCIDENT_CHANNEL)'),
+  SENTRY_ALERT_ACTION_JSON: optionalString
+    .pipe(
+      z
+        .string()
+        .refine((text) => {
+          try {
+            const value = JSON.parse(text) as unknown;
+            return typeof value === 'object' && value !== null && !Array.isArray(value);
+          } catch {
+            return false;
+          }
+        }, 'must be a JSON object, the issue alert rule action that sends webhooks to the bot')
+        .optional(),
+    )
+    .describe('Issue alert rule action (JSON) that sends webhooks to the bot, used when creating missing alert rules'),
   BACKUP_DIR: optionalString.describe('Folder for database and encrypted .env backups'),
   BACKUP_CRON: optionalString.describe('When backups run, as a cron expression in SCHEDULE_TZ (default 0 2 * * *: daily at 02:00; 0 * * * * for hourly)'),
   BACKUP_RETENTION_DAYS: optionalString
@@ -110,7 +128,9 @@ const envSchema = z.object({
   AUDIT_REQUIRED_ENV: optionalString.describe('Comma-separated variables the audit checks are set in the Django .env (default DJANGO_SECRET_KEY,SENTRY_DSN)'),
   AUDIT_TLS_HOST: optionalString.describe('host[:port] whose TLS certificate the audit checks (warns under 30 days)'),
   AUDIT_PIP_COMMAND: optionalString.describe('Command for the audit item pip list --outdated --format=json'),
-  PUBLIC_BASE_URL: optionalString.describe('Base URL of the bot as Slack and Sentry reach it, for links (optional)'),
+  PUBLIC_BASE_URL: optionalString
+    .pipe(z.url({ protocol: /^https?$/, error: 'must be an http or https URL' }).optional())
+    .describe('Base URL of the bot as Slack and Sentry reach it, for links (optional)'),
 });
 
 export type Mode = 'socket' | 'http' | 'sandbox';
@@ -172,6 +192,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     if (!/^[US][A-Z0-9]{2,}$/.test(id)) {
       problems.push(`RESPONDERS: "${id}" is not a Slack user id (U...) or user group id (S...)`);
     }
+  }
+  if (values.SECRET_STORE === 'vault' && (!values.VAULT_ADDR || !values.VAULT_TOKEN)) {
+    problems.push('VAULT_ADDR and VAULT_TOKEN: both are needed when SECRET_STORE=vault; set them or use SECRET_STORE=env');
+  }
+  if (values.SECRET_STORE === 'env' && !values.DJANGO_ENV_FILE) {
+    problems.push('DJANGO_ENV_FILE: needed when SECRET_STORE=env; set it to the .env file of the Django app');
   }
   if (mode === 'sandbox' && values.PORT === 0) {
     problems.push('PORT: the sandbox serves its own Web API on PORT, so it needs a fixed port; set PORT to a free port such as 3000');

@@ -1,4 +1,5 @@
-import { createBot } from './app.ts';
+import { WebAPIHTTPError, WebAPIPlatformError, WebAPIRequestError } from '@slack/web-api';
+
 import { ConfigError, loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 import { captureError, initSentry } from './sentry.ts';
@@ -45,6 +46,12 @@ async function main(): Promise<void> {
       console.error(`runbook-bot cannot start: ${error.message}`);
       process.exit(2);
     }
+    const slackError = describeSlackStartError(error, config.slack.apiUrl);
+    if (slackError) {
+      logger.fatal({ err: error }, 'Slack rejected or could not be reached at start-up');
+      console.error(`runbook-bot cannot start: ${slackError}`);
+      process.exit(2);
+    }
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
       logger.fatal({ port: config.port, host: config.host }, 'port already in use');
       console.error(`runbook-bot cannot start: ${config.host}:${config.port} is already in use. Stop the other process or set PORT to a free port.`);
@@ -83,6 +90,21 @@ async function main(): Promise<void> {
     captureError(error);
     logger.error({ err: error }, 'uncaught exception');
   });
+}
+
+/** A start-up failure of auth.test, in the words an operator can act on. */
+function describeSlackStartError(error: unknown, apiUrl: string): string | undefined {
+  if (error instanceof WebAPIPlatformError) {
+    const code = String(error.data.error);
+    if (['invalid_auth', 'not_authed', 'account_inactive', 'token_revoked'].includes(code)) {
+      return `Slack rejected SLACK_BOT_TOKEN (${code}); copy the bot token (xoxb-...) from the app's OAuth page again`;
+    }
+    return `auth.test failed with Slack error ${code}`;
+  }
+  if (error instanceof WebAPIRequestError || error instanceof WebAPIHTTPError) {
+    return `cannot reach the Slack Web API at ${apiUrl} (${error.message}); check SLACK_API_URL and the network`;
+  }
+  return undefined;
 }
 
 void main();

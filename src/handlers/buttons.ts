@@ -31,6 +31,7 @@ function button(deps: HandlerDeps, name: string, work: (args: ButtonArgs, actor:
     };
     if (options.ackFirst) await ack();
     try {
+      requireSameChannel(deps, args);
       const actor = await actorOf(deps, args.body.user.id);
       const reply = await work(args, actor);
       await ack();
@@ -40,6 +41,25 @@ function button(deps: HandlerDeps, name: string, work: (args: ButtonArgs, actor:
       await replyEphemeral(args.respond, describeError(error, logger, { value: args.action.value?.slice(0, 200) }), logger, {});
     }
   };
+}
+
+/**
+ * Rejects a button whose value names an incident of another channel: the
+ * bot's own buttons always sit in their incident's channel.
+ */
+function requireSameChannel(deps: HandlerDeps, args: ButtonArgs): void {
+  let incidentId: number | undefined;
+  try {
+    incidentId = (JSON.parse(String(args.action.value ?? '')) as { i?: unknown }).i as number | undefined;
+  } catch {
+    return;
+  }
+  const clickedIn = args.body.channel?.id ?? (args.body.container as { channel_id?: string } | undefined)?.channel_id;
+  if (typeof incidentId !== 'number' || !clickedIn) return;
+  const incident = deps.engine.findIncident(incidentId);
+  if (incident && incident.channelId !== clickedIn) {
+    throw new UserError('stale_button', `This button belongs to incident #${incidentId} in another channel, so nothing was changed.`);
+  }
 }
 
 /** Parses a JSON button value; anything else is a stale or forged button. */

@@ -698,6 +698,10 @@ export class Engine {
     return refreshed;
   }
 
+  findIncident(incidentId: number): incidents.IncidentRow | undefined {
+    return incidents.getIncident(this.deps.db, incidentId);
+  }
+
   listOpen(): incidents.IncidentRow[] {
     return incidents.listOpenIncidents(this.deps.db);
   }
