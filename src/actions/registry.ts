@@ -15,9 +15,9 @@ import type { ActionContext } from './types.ts';
 const STORED_SECRETS = ['DJANGO_SECRET_KEY', 'DJANGO_SECRET_KEY_FALLBACKS', 'SENTRY_DSN'];
 
 /**
- * Reads the secrets the Django app holds now and registers them with the
- * scrubber, so command output that prints them (an audit check, a restart
- * script) is scrubbed even before the bot rotates anything.
+ * Reads the Django app's current secrets and registers them with the
+ * scrubber. Command output that prints them (an audit check, a restart
+ * script) is then scrubbed even before the bot rotates anything.
  */
 export async function registerStoredSecrets(config: Config, logger: Logger): Promise<void> {
   const stores: SecretStore[] = [];

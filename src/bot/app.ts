@@ -147,7 +147,7 @@ export function createBot(options: BotOptions): Bot {
 
   let outbox!: OutboxWorker;
   let timers!: TimerScheduler;
-  // Arming timers waits for the next turn of the event loop, after the handler answered Slack.
+  // Timers are armed on the next turn of the event loop, after the handler has acknowledged Slack.
   let scanScheduled = false;
   const scheduleTimerScan = () => {
     if (scanScheduled) return;
@@ -208,7 +208,7 @@ export function createBot(options: BotOptions): Bot {
     config,
     listSchedules: () => scheduler.listSchedules(clock.now()).map((info) => ({ name: info.name, cron: info.cron, timezone: info.timezone, nextRun: info.nextRunAt })),
   };
-  // Counts Slack requests whose listeners still run; Bolt answers Slack
+  // Counts Slack requests whose listeners still run. Bolt acknowledges Slack
   // before they finish, so shutdown and tests wait on this count.
   let listenersRunning = 0;
   const listenerWaiters: Array<() => void> = [];

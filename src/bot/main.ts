@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   });
 }
 
-/** A start-up failure of auth.test, in the words an operator can act on. */
+/** Describes a start-up failure of auth.test in words an operator can act on. */
 function describeSlackStartError(error: unknown, apiUrl: string): string | undefined {
   if (error instanceof WebAPIPlatformError) {
     const code = String(error.data.error);

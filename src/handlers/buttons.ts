@@ -17,7 +17,7 @@ export async function actorOf(deps: HandlerDeps, userId: string): Promise<Actor>
  * Wraps a button handler; an error becomes an ephemeral reply to the person
  * who clicked and one log line. A click that changes state is committed
  * before Slack gets its acknowledgement, so an acknowledged click is never
- * lost; `ackFirst` is for buttons that open a modal, whose trigger_id
+ * lost. `ackFirst` is for buttons that open a modal, because a trigger_id
  * expires three seconds after the click.
  */
 function button(deps: HandlerDeps, name: string, work: (args: ButtonArgs, actor: Actor) => Promise<string | void>, options: { ackFirst?: boolean } = {}) {

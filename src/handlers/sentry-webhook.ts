@@ -23,7 +23,7 @@ export interface SentryWebhookDeps extends HandlerDeps {
   now: () => number;
 }
 
-/** The route; `deps` is read per request, because Bolt needs routes before the engine exists. */
+/** Creates the route; `deps` is read per request, because Bolt needs routes before the engine exists. */
 export function sentryWebhookRoute(deps: () => SentryWebhookDeps): CustomRoute {
   return {
     path: '/webhooks/sentry',

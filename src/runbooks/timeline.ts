@@ -50,7 +50,7 @@ function splitIntoSections(lines: string[]): SlackMessage['blocks'] {
   return blocks.slice(0, LIMITS.blocksPerMessage);
 }
 
-/** One timeline line per audit entry worth a reader's time, oldest first. */
+/** Lists one timeline line per audit entry worth a reader's time, oldest first. */
 export function auditTimelineLines(view: IncidentView, db: Parameters<typeof listAudit>[0]): string[] {
   const titles = new Map(view.steps.map((step) => [step.def.id, `${step.number}. ${step.def.title}`]));
   const lines: string[] = [];

@@ -87,7 +87,7 @@ export function enqueue(db: Db, message: NewOutboxMessage, now: number): number 
 }
 
 /**
- * The first pending message of each (incident, target) queue, when it is due.
+ * Lists the first pending message of each (incident, target) queue, when it is due.
  * Later messages of a queue wait for the first, so each queue is delivered in order.
  */
 export function listDeliverable(db: Db, now: number, limit = 50): OutboxRow[] {
