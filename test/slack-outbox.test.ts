@@ -90,3 +90,17 @@ describe('Slack posts across a crash mid-delivery', () => {
     }
   });
 });
+
+describe('incident that Slack refuses to post', () => {
+  it('is reported in the ops channel', async () => {
+    const bot = await startTestBot({ env: { OPS_CHANNEL: 'C0SBXOPS' } });
+    try {
+      bot.bot.engine.declare({ runbook: bot.bot.runbooks.find('sentry-dsn')!, summary: 'x', channelId: 'C0NOTHERE', userId: ALEX });
+      await bot.settle();
+      const notice = bot.messages().find((message) => message.channel === 'C0SBXOPS' && message.text.includes('could not be posted'));
+      expect(notice?.text).toContain('channel_not_found');
+    } finally {
+      await bot.close();
+    }
+  });
+});

@@ -11,6 +11,7 @@ import { scheduledJobs } from './scheduled-jobs.ts';
 import { createScheduler } from './schedules.ts';
 import { describeSuspiciousEvents, sentryClientFromEnv } from '../actions/sentry-registry.ts';
 import { escapeText } from '../runbooks/mrkdwn.ts';
+import { renderNotice } from '../runbooks/render.ts';
 import { ActionRegistry } from '../runbooks/actions-registry.ts';
 import { Engine } from '../runbooks/engine.ts';
 import { registerBuiltinFollowUps } from '../runbooks/follow-ups.ts';
@@ -187,6 +188,20 @@ export function createBot(options: BotOptions): Bot {
     deliverers: { slack: publisher.deliver, pagerduty: pagerDuty.deliver },
     onAttempt: (message, result) => {
       if (message.target === 'pagerduty') engine.notePageAttempt(message, result);
+      // An incident that cannot be posted (the bot is not in a private channel) must not go unnoticed.
+      if (message.target === 'slack' && message.kind === 'post_incident' && result.kind === 'failed' && message.incidentId !== null) {
+        const incident = engine.findIncident(message.incidentId);
+        const ops = config.opsChannel;
+        logger.error({ incidentId: message.incidentId, error: result.error }, 'incident message could not be posted');
+        if (incident && ops && ops !== incident.channelId) {
+          engine.postToChannel(
+            ops,
+            renderNotice(`:x: Incident #${incident.id} (${escapeText(incident.title)}) could not be posted in <#${incident.channelId}>: ${escapeText(result.error)}. Invite the bot to that channel and declare it again there.`),
+            'incident.post_failed',
+            { incidentId: incident.id, error: result.error },
+          );
+        }
+      }
     },
   });
   timers = new TimerScheduler({ db, clock, logger, fire: (id) => engine.fireTimer(id) });

@@ -382,7 +382,9 @@ export function renderWatchEnd(view: IncidentView, step: StepView, lateMs: numbe
 }
 
 export function renderNotice(text: string): SlackMessage {
-  return { text: text.replace(/[*_`]/g, ''), blocks: [section(text)] };
+  // The notification text drops bold and code marks; underscores stay, because
+  // names such as SENTRY_DSN and channel_not_found contain them.
+  return { text: text.replace(/[*`]/g, ''), blocks: [section(text)] };
 }
 
 function lateNote(lateMs: number): string {
