@@ -26,9 +26,23 @@ function submission(deps: HandlerDeps, name: string, errorBlock: string | undefi
         await args.ack({ response_action: 'errors', errors: { [errorBlock]: text.slice(0, 150) } });
         return;
       }
+      if (error instanceof UserError && error.code === 'stale_button') {
+        // The form lost its incident, so there is no channel to tell: say it in the modal.
+        await args.ack({ response_action: 'update', view: messageView(text) });
+        return;
+      }
       await args.ack();
       await notifyUser(args, text, logger);
     }
+  };
+}
+
+function messageView(text: string) {
+  return {
+    type: 'modal' as const,
+    title: { type: 'plain_text' as const, text: 'Not saved' },
+    close: { type: 'plain_text' as const, text: 'Close' },
+    blocks: [{ type: 'section' as const, text: { type: 'mrkdwn' as const, text: text.slice(0, 2900) } }],
   };
 }
 
