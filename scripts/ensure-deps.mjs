@@ -3,12 +3,18 @@
 // typed. With --system it also installs the Debian packages the tests use
 // (Chromium, Django 4.2 from bookworm-backports) when running as root.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
 
 const lockFile = 'package-lock.json';
 const installedMarker = 'node_modules/.package-lock.json';
 
 function npmInstallNeeded() {
+  // npm ci empties the folder a symlinked node_modules points at, which
+  // may be another checkout's: leave a linked folder alone.
+  if (existsSync('node_modules') && lstatSync('node_modules').isSymbolicLink()) {
+    console.log('ensure-deps: node_modules is a symbolic link; not reinstalling through it');
+    return false;
+  }
   if (!existsSync(installedMarker)) return true;
   return statSync(lockFile).mtimeMs > statSync(installedMarker).mtimeMs + 1000;
 }

@@ -30,3 +30,4 @@ const response = await fetch(`${base}/webhooks/sentry`, {
   body,
 });
 console.log(`POST /webhooks/sentry: ${response.status} ${await response.text()}`);
+if (response.status !== 200) process.exit(1);

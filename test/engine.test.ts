@@ -260,7 +260,21 @@ describe('engine', () => {
     const runbook = harness.runbooks.find('restore')!;
     const result = harness.engine.declare({ runbook, summary: 'drill', channelId: 'C0SBXOPS', userId: ALEX.userId, metadata: { backupPath: '/nowhere' } });
     const id = (result as { incidentId: number }).incidentId;
-    expect(() => harness.engine.requestAction(id, 'replace', ALEX)).toThrow(/Run "Verify the chosen backup/);
+    expect(() => harness.engine.requestAction(id, 'replace', ALEX)).toThrow(/Finish "Verify the chosen backup/);
+  });
+
+  it('restore step cannot be ticked before its prerequisites', () => {
+    const runbook = harness.runbooks.find('restore')!;
+    const result = harness.engine.declare({ runbook, summary: 'drill', channelId: 'C0SBXOPS', userId: ALEX.userId, metadata: { backupPath: '/nowhere' } });
+    const id = (result as { incidentId: number }).incidentId;
+    expect(() => harness.engine.completeStep(id, 'replace', ALEX)).toThrow(/Finish/);
+  });
+
+  it('last step done appears in the timeline', () => {
+    const id = declareSecretKey(harness);
+    for (const step of harness.runbooks.find('secret-key')!.steps) harness.engine.completeStep(id, step.id, ALEX);
+    const timeline = JSON.stringify(listOutbox(harness.db, id).find((row) => JSON.stringify(row.payload).includes('Timeline of incident'))!.payload);
+    expect(timeline).toContain('7. Post-incident review');
   });
 
   it('guest cannot take the lead of a critical incident', () => {

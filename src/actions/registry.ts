@@ -112,7 +112,10 @@ function djangoActions(env: Env, logger: Logger): ActionDefinition[] {
         if (outcome.notFound.length > 0) {
           // Unknown names are reported, never guessed; failing the run lets a
           // responder run it again with the names corrected.
-          throw new ActionError('accounts_not_found', `${outcome.summary}. Not found: ${outcome.notFound.join(', ')}. Check the names and run it again.`);
+          throw new ActionError(
+            'accounts_not_found',
+            `${outcome.summary}. Locked: ${outcome.locked.join(', ') || 'none'}. Not found: ${outcome.notFound.join(', ')}. Check the names and run it again.`,
+          );
         }
         return outcome;
       },

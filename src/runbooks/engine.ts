@@ -225,6 +225,7 @@ export class Engine {
     const now = this.now;
     this.changeStep(incidentId, stepId, actor, 'step.done', (incident, step) => {
       this.requireStatus(incident, step, 'pending', 'mark it done');
+      this.requirePrerequisites(incident, this.stepDef(incident, stepId));
       incidents.setStepStatus(this.deps.db, incidentId, stepId, { status: 'done', by: actor.userId, at: now });
       this.resolveWhenFinished(incident, actor.userId, now);
     });
@@ -239,6 +240,7 @@ export class Engine {
     const now = this.now;
     this.changeStep(incidentId, stepId, actor, 'step.skipped', (incident, step) => {
       this.requireStatus(incident, step, 'pending', 'skip it');
+      this.requirePrerequisites(incident, this.stepDef(incident, stepId));
       incidents.setStepStatus(this.deps.db, incidentId, stepId, { status: 'skipped', by: actor.userId, at: now, skipReason: trimmed });
       this.resolveWhenFinished(incident, actor.userId, now);
     }, { reason: trimmed });
@@ -759,9 +761,9 @@ export class Engine {
         const incident = this.requireIncident(incidentId);
         this.requireOpen(incident);
         if (options.requireResponder) this.requireMarkPermission(incident, actor, options.event, undefined, now);
-        const before = details(incident);
+        // The audit entry comes first, so a timeline rendered by `apply` (on close) includes it.
+        appendAudit(db, { incidentId, at: now, actor: actor.userId, event: options.event, details: details(incident) });
         apply(incident);
-        appendAudit(db, { incidentId, at: now, actor: actor.userId, event: options.event, details: before });
         this.queueRefresh(incidentId);
       });
     } finally {
@@ -786,8 +788,9 @@ export class Engine {
         const step = incidents.getStep(db, incidentId, stepId);
         if (!step) throw new UserError('step_not_found', `Incident #${incidentId} has no step "${stepId}"; the button is out of date. Use the latest checklist message.`);
         if (!event.startsWith('action.')) this.requireMarkPermission(incident, actor, event, stepId, now);
-        apply(incident, step);
+        // The audit entry comes first, so a timeline rendered by `apply` (on close) includes it.
         appendAudit(db, { incidentId, at: now, actor: actor.userId, event, stepId, details });
+        apply(incident, step);
         this.queueRefresh(incidentId);
       });
     } finally {
@@ -826,7 +829,7 @@ export class Engine {
     });
     if (pending.length === 0) return;
     const titles = pending.map((required) => `"${this.stepDef(incident, required).title}"`).join(', ');
-    throw new UserError('invalid_transition', `Run ${titles} first: "${def.title}" may only run after ${pending.length === 1 ? 'its action has' : 'their actions have'} succeeded.`);
+    throw new UserError('invalid_transition', `Finish ${titles} first: "${def.title}" may only run after ${pending.length === 1 ? 'it is' : 'they are'} done, with ${pending.length === 1 ? 'its action' : 'their actions'} succeeded.`);
   }
 
   /** Marking steps on a critical incident needs a responder, when RESPONDERS is set. Refusals are audited. */

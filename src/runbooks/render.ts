@@ -151,7 +151,11 @@ export function renderIncidentMessage(view: IncidentView): SlackMessage {
 
   if (open) {
     const elements = [button('Take the lead', ACTION_IDS.takeLead, { i: incident.id })];
-    if (view.paging.enabled) elements.push(button('Page again', ACTION_IDS.pageAgain, { i: incident.id }));
+    if (view.paging.enabled && view.runbook.pages) {
+      elements.push(button('Page again', ACTION_IDS.pageAgain, { i: incident.id }, {
+        confirm: { title: 'Page on-call again?', text: 'Sends another PagerDuty trigger at critical severity for this incident.', confirm: 'Page' },
+      }));
+    }
     elements.push(
       button('Cancel incident', ACTION_IDS.cancel, { i: incident.id }, {
         style: 'danger',
@@ -217,7 +221,11 @@ export function renderStep(view: IncidentView, step: StepView): KnownBlock[] {
   if (running) return blocks;
 
   const elements = [];
-  if (step.row.status === 'pending') {
+  const blocked = waitingFor(view, step).length > 0;
+  if (step.row.status === 'pending' && blocked) {
+    // Nothing to press until the steps it waits for are done.
+    elements.push(button('Assign', ACTION_IDS.stepAssign, value));
+  } else if (step.row.status === 'pending') {
     if (awaitingApproval) {
       elements.push(button('Approve', ACTION_IDS.stepApprove, { ...value, r: step.run!.id }, {
         style: 'danger',
@@ -235,25 +243,31 @@ export function renderStep(view: IncidentView, step: StepView): KnownBlock[] {
     elements.push(button('Done', ACTION_IDS.stepDone, value, step.def.action ? {} : { style: 'primary' }));
     elements.push(button('Skip', ACTION_IDS.stepSkip, value));
     elements.push(button('Assign', ACTION_IDS.stepAssign, value));
-  } else {
+  } else if (!(step.def.action?.destructive && step.run?.status === 'succeeded')) {
+    // A step done by an action that changed something cannot be undone by a click.
     elements.push(button('Undo', ACTION_IDS.stepUndo, value));
   }
+  if (elements.length === 0) return blocks;
   blocks.push({ type: 'actions', block_id: `step|${step.def.id}|actions`, elements });
   return blocks;
 }
 
-/** Numbers of the steps that must be done before this step's action may run. */
+/** Numbers of the steps that must be done (their actions succeeded) before this step may move. */
 function waitingFor(view: IncidentView, step: StepView): number[] {
   return step.def.requires
     .map((id) => view.steps.find((candidate) => candidate.def.id === id))
-    .filter((required): required is StepView => required !== undefined && required.row.status !== 'done')
+    .filter((required): required is StepView => {
+      if (!required) return false;
+      if (required.row.status !== 'done') return true;
+      return required.def.action !== undefined && required.run?.status !== 'succeeded';
+    })
     .map((required) => required.number);
 }
 
 function describeStepStatus(view: IncidentView, step: StepView): string[] {
   const lines: string[] = [];
   const { row } = step;
-  const blocked = step.def.action && row.status === 'pending' ? waitingFor(view, step) : [];
+  const blocked = row.status === 'pending' ? waitingFor(view, step) : [];
   if (blocked.length > 0) lines.push(`:lock: Runs after step${blocked.length > 1 ? 's' : ''} ${blocked.join(', ')}`);
   if (row.status === 'done' && row.doneBy && row.doneAt) lines.push(`Done by ${mentionUser(row.doneBy)} at ${slackDate(row.doneAt)}`);
   if (row.status === 'skipped' && row.doneBy && row.doneAt) {
@@ -341,7 +355,8 @@ export function renderChecklist(view: IncidentView): SlackMessage[] {
   if (current.length > 0) chunks.push(current);
 
   return chunks.map((blocks, index) => {
-    const heading = index === 0 ? `*Checklist* for incident #${view.incident.id} (${view.steps.length} steps)` : `*Checklist, continued* (part ${index + 1} of ${chunks.length})`;
+    const count = view.steps.length === 1 ? '1 step' : `${view.steps.length} steps`;
+    const heading = index === 0 ? `*Checklist* for incident #${view.incident.id} (${count})` : `*Checklist, continued* (part ${index + 1} of ${chunks.length})`;
     return { text: `Checklist for incident #${view.incident.id}, part ${index + 1}`, blocks: [section(heading), ...blocks] };
   });
 }

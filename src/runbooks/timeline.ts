@@ -56,7 +56,7 @@ export function auditTimelineLines(view: IncidentView, db: Parameters<typeof lis
   const lines: string[] = [];
   for (const entry of listAudit(db, view.incident.id)) {
     const text = describeEntry(entry, titles);
-    if (text) lines.push(`• ${slackDate(entry.at, '{time}')} ${text}`);
+    if (text) lines.push(`• ${slackDate(entry.at)} ${text}`);
   }
   return lines;
 }
