@@ -75,7 +75,7 @@ describe('engine', () => {
     const first = declareSecretKey(harness);
     const result = harness.engine.declare({ runbook: harness.runbooks.find('secret-key')!, summary: 'again', channelId: 'C0SBXINCIDENTS', userId: SAM.userId });
     expect(result.kind).toBe('duplicate');
-    expect(result.kind === 'duplicate' && result.open.id).toBe(first);
+    expect((result as { open: { id: number } }).open.id).toBe(first);
   });
 
   it('forced declare opens a second incident', () => {

@@ -11,6 +11,17 @@ function envValue(site: DjangoSite, name: string): Promise<string | undefined> {
   return new EnvFileStore(site.envFile).read(name);
 }
 
+/** The bot's variables for the test Django site: its .env store, database, restart and health URL. */
+function djangoEnv(site: DjangoSite): Record<string, string> {
+  return {
+    SECRET_STORE: 'env',
+    DJANGO_ENV_FILE: site.envFile,
+    DJANGO_DATABASE_PATH: site.databasePath,
+    DJANGO_RESTART_COMMAND: JSON.stringify(site.restartArgv),
+    DJANGO_HEALTH_URL: `${site.baseUrl}/healthz/`,
+  };
+}
+
 function stepBlocks(bot: TestBot, stepId: string): string {
   const checklist = bot.messages().find((message) => message.text.startsWith('Checklist for incident'))!;
   return JSON.stringify((checklist.blocks as Array<{ block_id?: string }>).filter((block) => block.block_id?.startsWith(`step|${stepId}|`)));
@@ -32,15 +43,7 @@ describe('incident actions on a real Django 4.2', () => {
   });
 
   beforeEach(async () => {
-    bot = await startTestBot({
-      env: {
-        SECRET_STORE: 'env',
-        DJANGO_ENV_FILE: site.envFile,
-        DJANGO_DATABASE_PATH: site.databasePath,
-        DJANGO_RESTART_COMMAND: JSON.stringify(site.restartArgv),
-        DJANGO_HEALTH_URL: `${site.baseUrl}/healthz/`,
-      },
-    });
+    bot = await startTestBot({ env: djangoEnv(site) });
     await bot.command(ALEX, '/incident secret-key Key pasted in a public gist');
   });
   afterEach(async () => {
@@ -182,15 +185,7 @@ describe('periodic rotation on a real Django 4.2', () => {
     await site.stop();
   });
   beforeEach(async () => {
-    bot = await startTestBot({
-      env: {
-        SECRET_STORE: 'env',
-        DJANGO_ENV_FILE: site.envFile,
-        DJANGO_DATABASE_PATH: site.databasePath,
-        DJANGO_RESTART_COMMAND: JSON.stringify(site.restartArgv),
-        DJANGO_HEALTH_URL: `${site.baseUrl}/healthz/`,
-      },
-    });
+    bot = await startTestBot({ env: djangoEnv(site) });
   });
   afterEach(async () => {
     await bot.close();

@@ -28,8 +28,8 @@ export interface BackupRunOptions {
 /**
  * Backs up the database and the encrypted .env, verifies each copy, records
  * it, and prunes what is older than the retention. A failure of one part
- * does not stop the others; afterwards the run throws ActionError listing
- * every failure with its path and reason, and nothing good was removed.
+ * does not stop the others. Afterwards the run throws ActionError listing
+ * every failure with its path and reason; nothing good is removed.
  */
 export async function runBackup(options: BackupRunOptions): Promise<ActionOutcome> {
   const { clock, logger, ledger } = options;

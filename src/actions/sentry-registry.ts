@@ -13,7 +13,7 @@ import type { ActionContext, ActionOutcome } from './types.ts';
 
 const DAY_MS = 86_400_000;
 
-/** The Sentry REST client from SENTRY_API_URL, SENTRY_AUTH_TOKEN, SENTRY_ORG and SENTRY_PROJECT, or what to set. */
+/** Builds the Sentry REST client from SENTRY_API_URL, SENTRY_AUTH_TOKEN, SENTRY_ORG and SENTRY_PROJECT, or lists what to set. */
 export function sentryClientFromEnv(env: Env, logger: Logger): { client?: SentryApiClient; missing: string[] } {
   const names = ['SENTRY_API_URL', 'SENTRY_AUTH_TOKEN', 'SENTRY_ORG', 'SENTRY_PROJECT'] as const;
   const missing = names.filter((name) => !present(env[name]));
@@ -31,7 +31,7 @@ export function sentryClientFromEnv(env: Env, logger: Logger): { client?: Sentry
   };
 }
 
-/** How many days before the declaration the forged-session search starts (SENTRY_LOOKBACK_DAYS, default 7). */
+/** Returns how far before the declaration the forged-session search starts (SENTRY_LOOKBACK_DAYS, default 7 days). */
 export function lookbackMs(env: Env): number {
   const days = Number(present(env.SENTRY_LOOKBACK_DAYS) ?? 7);
   return (Number.isFinite(days) && days > 0 ? days : 7) * DAY_MS;
@@ -62,11 +62,13 @@ function appRestarter(env: Env, logger: Logger): { restart?: () => Promise<Resta
   };
 }
 
-/** One line per signal, with counts and links, for the audit step and the watch check-ins. */
+/** Describes each signal in one line, with counts and links, for the audit step and the watch check-ins. */
 export function describeSuspiciousEvents(report: SuspiciousEventReport): { summary: string; facts: Array<[string, string]> } {
   const facts: Array<[string, string]> = report.signals.map((signal) => {
     const links = signal.permalinks.slice(0, 3).join(' ');
-    const burst = signal.burst ? (signal.burst.detected ? `, burst of ${signal.burst.maxInWindow} in ${signal.burst.windowMinutes} min` : ', no burst') : '';
+    let burst = '';
+    if (signal.burst?.detected) burst = `, burst of ${signal.burst.maxInWindow} in ${signal.burst.windowMinutes} min`;
+    else if (signal.burst) burst = ', no burst';
     return [signal.title, `${signal.count}${signal.truncated ? '+' : ''} events${burst}${links ? ` ${links}` : ''}`];
   });
   const flagged = report.signals.filter((signal) => (signal.burst ? signal.burst.detected : signal.count > 0));

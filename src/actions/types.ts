@@ -1,7 +1,7 @@
 import type { Clock } from '../bot/clock.ts';
 import type { Logger } from '../bot/logger.ts';
 
-/** What an action needs from the engine when it runs. */
+/** The context the engine gives an action when it runs. */
 export interface ActionContext {
   incidentId: number;
   /** When the incident was declared, in milliseconds since the epoch. */
@@ -17,7 +17,7 @@ export interface ActionContext {
   logger: Logger;
 }
 
-/** A timer an action asks the engine to arm, relative to when it finished. */
+/** A timer that an action has the engine arm, relative to when the action finished. */
 export interface FollowUpTimer {
   kind: string;
   delayMs: number;

@@ -144,7 +144,7 @@ export function createBot(options: BotOptions): Bot {
 
   const actions = options.actions ?? buildActions(config, logger, { db, backupLedger: backupLedgerFor(db) });
   const responders = new ResponderDirectory(config.responders, { client: app.client, clock, logger });
-  if (!responders.configured) logger.warn('RESPONDERS is not set: anyone may mark steps and every action is refused; set RESPONDERS to enable actions');
+  if (!responders.configured) logger.warn('RESPONDERS is not set: anyone may mark steps and every action is rejected; set RESPONDERS to enable actions');
 
   let outbox!: OutboxWorker;
   let timers!: TimerScheduler;
@@ -258,7 +258,7 @@ export function createBot(options: BotOptions): Bot {
     async start() {
       logger.info({ mode: config.mode, databasePath: config.databasePath, runbooks: runbooks.all.map((runbook) => runbook.id) }, 'bot starting');
       // The sandbox's Web API is served by this bot's own receiver, so its
-      // auth.test can only answer once the receiver listens.
+      // auth.test works only once the receiver listens.
       if (config.mode !== 'sandbox') await app.init();
       await registerStoredSecrets(config, logger);
       engine.recoverInterruptedRuns();
@@ -344,7 +344,7 @@ function createReceiver(config: Config, routes: CustomRoute[], logger: Logger): 
     endpoints: '/slack/events',
     customRoutes: routes,
     logger: boltLogger(logger),
-    // Answer a request that no listener acknowledged before Slack's 3 s limit.
+    // Reply to a request that no listener acknowledged before Slack's 3 s limit.
     unhandledRequestTimeoutMillis: 2900,
   });
   rejectFutureTimestamps(receiver, logger);
@@ -354,7 +354,7 @@ function createReceiver(config: Config, routes: CustomRoute[], logger: Logger): 
 /**
  * Bolt rejects signed requests older than five minutes but accepts any
  * timestamp in the future. A replay window must close on both sides, so a
- * request stamped more than five minutes ahead gets 401 before Bolt sees it.
+ * request stamped more than five minutes ahead gets 401 before it reaches Bolt.
  */
 function rejectFutureTimestamps(receiver: HTTPReceiver, logger: Logger): void {
   const listener = receiver.requestListener;

@@ -222,7 +222,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     logLevel: values.LOG_LEVEL ?? 'info',
     incidentChannel: values.INCIDENT_CHANNEL ?? (sandbox ? SANDBOX_CHANNEL : undefined),
     opsChannel: values.OPS_CHANNEL ?? values.INCIDENT_CHANNEL ?? (sandbox ? SANDBOX_OPS_CHANNEL : undefined),
-    responders: responders && responders.length > 0 ? responders : sandbox ? SANDBOX_RESPONDERS : undefined,
+    responders: respondersOrDefault(responders, sandbox),
     requireSecondApprover: values.REQUIRE_SECOND_APPROVER,
     clockControl: sandbox || values.ALLOW_CLOCK_CONTROL,
     pagerDuty: {
@@ -263,6 +263,12 @@ function checkTokenShapes(values: z.infer<typeof envSchema>, problems: string[])
   if (values.SLACK_APP_TOKEN && !values.SLACK_APP_TOKEN.startsWith('xapp-')) {
     problems.push('SLACK_APP_TOKEN: must be an app-level token starting with xapp-');
   }
+}
+
+/** Returns RESPONDERS when set; the sandbox falls back to its own responder group. */
+function respondersOrDefault(responders: string[] | undefined, sandbox: boolean): string[] | undefined {
+  if (responders && responders.length > 0) return responders;
+  return sandbox ? SANDBOX_RESPONDERS : undefined;
 }
 
 /** PAGERDUTY_ROUTING_KEY_SECRET_KEY=... pages the secret-key runbook through its own service. */

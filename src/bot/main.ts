@@ -74,8 +74,8 @@ async function main(): Promise<void> {
     await bot.stop();
     await sentry.close();
     // NOTE: when the reader of stdout is gone, pino's sonic-boom 4.2 can loop
-    // on EPIPE in its exit flush, and this process then hangs instead of
-    // exiting; it was seen in about one of six interrupted benchmark runs.
+    // on EPIPE in its exit flush, so this process hangs instead of exiting.
+    // That was seen in about one of six interrupted benchmark runs.
     logger.flush();
     process.exit(0);
   };

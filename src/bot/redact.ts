@@ -46,10 +46,6 @@ export function registerSecret(value: string | undefined): void {
   if (value && value.length >= 8) knownSecrets.add(value);
 }
 
-export function forgetSecret(value: string): void {
-  knownSecrets.delete(value);
-}
-
 /** Replaces every registered secret and every token-shaped string with a marker. */
 export function scrubText(text: string): string {
   let scrubbed = text;

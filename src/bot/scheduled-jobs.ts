@@ -30,7 +30,7 @@ export interface JobDeps {
 }
 
 /**
- * The recurring work: the backup (BACKUP_CRON, daily at 02:00 by default), a
+ * Lists the recurring work: the backup (BACKUP_CRON, daily at 02:00 by default), a
  * weekly backup digest, the monthly restore test and security audit, and the
  * daily rotation-age check. Each job reports its own failures to the ops
  * channel; the scheduler records them.

@@ -104,7 +104,7 @@ export function stepButtons(deps: HandlerDeps) {
       const step = stepOf(deps, incidentId, stepId);
       const action = step.def.action;
       if (action && action.inputs.length > 0) {
-        // Check permission and state before asking for input, so nobody fills a form in vain.
+        // Check permission and state before opening the form, so no one fills it in for nothing.
         deps.engine.checkActionAllowed(incidentId, stepId, actor);
         await args.client.views.open({ trigger_id: args.body.trigger_id, view: actionInputsModal({ incidentId, stepId, channelId: channelOf(args) }, action) });
         return;

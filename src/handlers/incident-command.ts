@@ -49,7 +49,7 @@ export function incidentCommand(deps: HandlerDeps) {
       const lower = word.toLowerCase();
       if (lower === '' || lower === 'help') return void (await ack({ response_type: 'ephemeral', text: helpText(deps) }));
       if (lower === 'list') {
-        // The links need a Web API call per incident: answer Slack first.
+        // The links need a Web API call per incident, so acknowledge Slack first.
         await ack();
         await replyEphemeral(respond, await listText(deps, client), logger, {});
         return;
@@ -66,7 +66,7 @@ export function incidentCommand(deps: HandlerDeps) {
       const runbook = deps.runbooks.find(lower);
       if (!runbook || !runbook.declarable) throw unknownRunbook(word, deps);
       checkSummary(summary);
-      // Answer Slack first; the incident is written right after and the
+      // Acknowledge Slack first. The incident is written right after, and the
       // result arrives through the response URL.
       // NOTE: a process killed in the millisecond between this ack and the
       // commit loses the declaration; the user then sees no confirmation.

@@ -9,7 +9,7 @@ import { viewSubmissions } from './view-submissions.ts';
 
 /**
  * The whole Slack surface of the bot: every command, button and modal it
- * answers. The HTTP routes beside it are GET /healthz, POST /webhooks/sentry
+ * handles. The HTTP routes beside it are GET /healthz, POST /webhooks/sentry
  * and, when the clock may move, POST /admin/clock (src/bot/app.ts).
  */
 export function registerHandlers(app: App, deps: HandlerDeps): void {

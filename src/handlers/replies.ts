@@ -7,9 +7,9 @@ import type { Logger } from '../bot/logger.ts';
 import { captureError } from '../bot/sentry.ts';
 
 /**
- * Turns an error from the engine into what the user sees: a UserError becomes
- * an ephemeral reply with its message; anything else is a fault, logged with
- * an error id that the reply shows.
+ * Turns an error from the engine into the user's reply. A UserError becomes
+ * its message; anything else is a fault, logged with an error id that the
+ * reply shows.
  */
 export function describeError(error: unknown, logger: Logger, fields: Record<string, unknown>): string {
   if (error instanceof UserError) {

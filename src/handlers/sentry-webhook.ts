@@ -13,7 +13,7 @@ const MAX_BODY_BYTES = 1_000_000;
 
 /**
  * `POST /webhooks/sentry`: verifies Sentry-Hook-Signature over the raw body,
- * records the alert and answers at once (Sentry waits one second at most);
+ * records the alert and replies at once (Sentry waits one second at most);
  * the channel message is delivered afterwards through the outbox. A bad or
  * missing signature gets 401 and is logged with its source address only.
  */

@@ -27,7 +27,7 @@ function submission(deps: HandlerDeps, name: string, errorBlock: string | undefi
         return;
       }
       if (error instanceof UserError && error.code === 'stale_button') {
-        // The form lost its incident, so there is no channel to tell: say it in the modal.
+        // The form lost its incident, so there is no channel to post to. Show the message in the modal.
         await args.ack({ response_action: 'update', view: messageView(text) });
         return;
       }

@@ -118,7 +118,7 @@ export class Engine {
     origin?: string;
     force?: boolean;
     metadata?: Record<string, unknown>;
-    /** Whoever declared it; steps marked runs_on_start run as them when they may run actions. */
+    /** The declarer; steps marked runs_on_start run as this actor when it may run actions. */
     actor?: Actor;
     /** A second declaration with the same key (a double click) returns the first incident. */
     idempotencyKey?: string;
@@ -681,9 +681,9 @@ export class Engine {
    * changed. Called once a minute, so the countdown costs at most one update
    * a minute per incident.
    */
-  // NOTE: chat.update is Slack's Tier 3 (about 50 calls a minute), so with
-  // more than about 50 incidents in their last hour the refreshes queue up
-  // behind 429s in the outbox; they still land, late.
+  // NOTE: chat.update is Slack's Tier 3 (about 50 calls a minute). With more
+  // than about 50 incidents in their last hour, the refreshes queue up behind
+  // 429s in the outbox and land late.
   refreshCountdowns(): number {
     const { db } = this.deps;
     let refreshed = 0;

@@ -38,8 +38,3 @@ export function utcFallback(ms: number): string {
   const iso = new Date(ms).toISOString();
   return `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
 }
-
-/** `14:32 UTC`: the short form used in button-free context lines and logs. */
-export function utcClock(ms: number): string {
-  return `${new Date(ms).toISOString().slice(11, 16)} UTC`;
-}

@@ -233,7 +233,7 @@ export function renderStep(view: IncidentView, step: StepView): KnownBlock[] {
       }));
     } else if (step.def.action && step.missingConfig.length === 0 && waitingFor(view, step).length === 0) {
       const again = step.run && (step.run.status === 'failed' || step.run.status === 'interrupted' || step.run.status === 'succeeded');
-      // An action with inputs asks in a modal, which is its confirmation.
+      // An action with inputs opens a modal, which serves as its confirmation.
       const confirm = step.def.action.inputs.length > 0 ? undefined : { title: truncate(step.def.action.label, 100), text: step.def.action.confirm, confirm: 'Run' };
       elements.push(button(again ? `Run again: ${step.def.action.label}` : step.def.action.label, ACTION_IDS.stepRun, value, {
         style: step.def.action.destructive ? 'danger' : 'primary',

@@ -59,7 +59,7 @@ const stepSchema = z
     action: actionSchema.optional(),
     /** Set by the engine when an outside event completes the step (a page accepted). */
     completes_on: z.enum(['page_accepted']).optional(),
-    /** Start the step's action when the incident opens, as whoever declared it (a responder or the bot). */
+    /** Starts the step's action when the incident opens, as the declarer (a responder or the bot). */
     runs_on_start: z.boolean().default(false),
     /** Steps that must be done before this step's action may run. */
     requires: z.array(identifier).max(20).default([]),

@@ -36,7 +36,7 @@ export function progressOf(view: IncidentView): { finished: number; total: numbe
   return { finished, total: view.steps.length };
 }
 
-/** The pending step whose deadline comes first, if any step has one. */
+/** Returns the pending step whose deadline comes first, if any step has one. */
 export function nextDeadline(view: IncidentView): StepView | undefined {
   return view.steps
     .filter((step) => step.row.status === 'pending' && step.row.dueAt !== null)

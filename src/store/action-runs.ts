@@ -81,7 +81,7 @@ export function insertRun(
   return result.changes === 1 ? Number(result.lastInsertRowid) : undefined;
 }
 
-/** The live or successful run of an action, if any. */
+/** Finds the live or successful run of an action, if any. */
 export function findActiveRun(db: Db, incidentId: number, stepId: string, action: string): ActionRunRow | undefined {
   const record = db
     .prepare(
@@ -131,12 +131,4 @@ export function interruptRunningRuns(db: Db, at: number): ActionRunRow[] {
 /** Retires a succeeded run of a read-only action, so the action may run again. */
 export function supersedeRun(db: Db, id: number): boolean {
   return db.prepare("UPDATE action_runs SET status = 'superseded' WHERE id = ? AND status = 'succeeded'").run(id).changes === 1;
-}
-
-export function cancelRequestedRun(db: Db, id: number, at: number, reason: string): boolean {
-  return (
-    db
-      .prepare("UPDATE action_runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ? AND status = 'requested'")
-      .run(at, reason, id).changes === 1
-  );
 }

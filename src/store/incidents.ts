@@ -156,7 +156,7 @@ export function insertIncident(db: Db, incident: NewIncident): number {
 }
 
 /**
- * The PagerDuty dedup key of an incident: its id plus its declaration time,
+ * Builds the PagerDuty dedup key of an incident: its id plus its declaration time,
  * so a database that was reset never reuses the key of an older incident.
  */
 export function dedupKeyFor(id: number, declaredAt: number): string {
@@ -243,12 +243,6 @@ export function setCountdownLabel(db: Db, incidentId: number, label: string | nu
   db.prepare('UPDATE incidents SET countdown_label = ? WHERE id = ?').run(label, incidentId);
 }
 
-export function mergeMetadata(db: Db, incidentId: number, patch: Record<string, unknown>): void {
-  const current = getIncident(db, incidentId);
-  if (!current) return;
-  db.prepare('UPDATE incidents SET metadata = ? WHERE id = ?').run(JSON.stringify({ ...current.metadata, ...patch }), incidentId);
-}
-
 export function countOpenIncidents(db: Db): number {
   return (db.prepare("SELECT count(*) AS n FROM incidents WHERE status = 'open'").get() as { n: number }).n;
 }
@@ -282,7 +276,7 @@ export function saveChecklistMessage(db: Db, incidentId: number, chunk: number, 
   ).run(incidentId, chunk, ts, renderHash);
 }
 
-/** The incident declared with this idempotency key, if any. */
+/** Finds the incident declared with this idempotency key, if any. */
 export function findByIdempotencyKey(db: Db, key: string): IncidentRow | undefined {
   const record = db
     .prepare("SELECT * FROM incidents WHERE json_extract(metadata, '$.idempotencyKey') = ? ORDER BY id LIMIT 1")

@@ -166,11 +166,6 @@ export function scheduleRetry(db: Db, id: number, nextAttemptAt: number, error: 
   })();
 }
 
-export function getOutboxMessage(db: Db, id: number): OutboxRow | undefined {
-  const record = db.prepare('SELECT * FROM outbox WHERE id = ?').get(id) as OutboxRecord | undefined;
-  return record ? toRow(record) : undefined;
-}
-
 export function listOutbox(db: Db, incidentId: number, target?: OutboxTarget): OutboxRow[] {
   const records = (
     target

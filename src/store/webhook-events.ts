@@ -21,7 +21,7 @@ export function recordWebhookEvent(
   return Number(result.lastInsertRowid);
 }
 
-/** The id of a webhook already recorded with this request id, if any. */
+/** Finds the id of a webhook already recorded with this request id, if any. */
 export function findWebhookEvent(db: Db, source: string, requestId: string): number | undefined {
   const row = db.prepare('SELECT id FROM webhook_events WHERE source = ? AND request_id = ?').get(source, requestId) as { id: number } | undefined;
   return row?.id;

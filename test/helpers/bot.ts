@@ -56,7 +56,7 @@ export async function startTestBot(
   const eventsUrl = `http://127.0.0.1:${bot.port}/slack/events`;
   slack.setBotEventsUrl(eventsUrl);
 
-  // Bolt answers Slack before a listener finishes, so "settled" means: no
+  // Bolt acknowledges Slack before a listener finishes, so "settled" means: no
   // due outbox message and no new outbox or audit row for a short while.
   const settle = async () => {
     let previous = '';

@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-/** A local health endpoint that answers 200, standing in for a restarted app. */
+/** Starts a local health endpoint that returns 200, standing in for a restarted app. */
 export async function startHealthServer(): Promise<{ url: string; close(): Promise<void> }> {
   const server = createServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain' });
