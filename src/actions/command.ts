@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { accessSync, constants, statSync, type Stats } from 'node:fs';
+import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 import { ActionError } from '../bot/errors.ts';
@@ -268,6 +270,93 @@ function invalidCommand(text: string, reason: string): ActionError {
   return new ActionError('command_invalid', `invalid command ${JSON.stringify(shown)}: ${reason}`, {
     command: shown,
   });
+}
+
+/**
+ * Search path of spawn on Unix when the command's environment has no PATH,
+ * from the Node.js 20 child_process documentation.
+ */
+const DEFAULT_SEARCH_PATH = '/usr/bin:/bin';
+
+/**
+ * Finds the file that spawn starts for `program` and returns its absolute
+ * path. As on Unix, a name with a `/` is resolved against `cwd`, and a bare
+ * name is searched in the folders of `searchPath`, where an empty or relative
+ * folder is taken relative to `cwd`. Throws ActionError `command_not_found`
+ * when no file exists, or `command_not_executable` when the only files found
+ * are folders or lack execute permission for this process.
+ *
+ * NOTE: the file's own contents are not examined, so a script whose `#!`
+ * interpreter is missing passes this check and fails only when it starts.
+ */
+export function locateProgram(program: string, options: { cwd: string; searchPath?: string }): string {
+  if (program.includes('/')) {
+    const path = resolve(options.cwd, program);
+    const problem = programProblem(path);
+    if (problem === undefined) return path;
+    if (problem === 'not found') {
+      throw new ActionError('command_not_found', `program ${scrubText(path)} not found; install it or correct the path`, {
+        program: scrubText(program),
+      });
+    }
+    throw notExecutable(path, problem);
+  }
+
+  const searchPath = options.searchPath ?? DEFAULT_SEARCH_PATH;
+  let unusable: { path: string; problem: UnusableProgram } | undefined;
+  for (const folder of searchPath.split(':')) {
+    const path = resolve(options.cwd, folder, program);
+    const problem = programProblem(path);
+    if (problem === undefined) return path;
+    // Like execvp, remember a file without permission but keep searching.
+    if (problem !== 'not found') unusable ??= { path, problem };
+  }
+
+  if (unusable) throw notExecutable(unusable.path, unusable.problem);
+  throw new ActionError(
+    'command_not_found',
+    `program ${scrubText(program)} not found in PATH (${searchPath}); install it or give its absolute path`,
+    { program: scrubText(program) },
+  );
+}
+
+/** Why a file found for a program cannot run: a folder, a device or socket, or no execute permission. */
+type UnusableProgram = 'folder' | 'not a file' | { mode: number };
+
+type ProgramProblem = 'not found' | UnusableProgram;
+
+function programProblem(path: string): ProgramProblem | undefined {
+  let stats: Stats | undefined;
+  try {
+    stats = statSync(path, { throwIfNoEntry: false });
+  } catch {
+    // ENOTDIR or EACCES on a folder of the path: exec cannot reach the file either.
+    return 'not found';
+  }
+  if (stats === undefined) return 'not found';
+  if (stats.isDirectory()) return 'folder';
+  if (!stats.isFile()) return 'not a file';
+
+  try {
+    accessSync(path, constants.X_OK);
+  } catch {
+    return { mode: stats.mode & 0o7777 };
+  }
+  return undefined;
+}
+
+function notExecutable(path: string, problem: UnusableProgram): ActionError {
+  const displayPath = scrubText(path);
+  let reason: string;
+  if (problem === 'folder') reason = 'is a folder; give the path of the program inside it';
+  else if (problem === 'not a file') reason = 'is not a regular file; give the path of the program';
+  else {
+    const mode = problem.mode.toString(8).padStart(4, '0');
+    reason =
+      `is not executable by this process (mode ${mode}, uid ${process.getuid?.() ?? 'unknown'}); ` +
+      `make it executable (chmod +x) or run it through its interpreter, such as ["/bin/sh", ${JSON.stringify(displayPath)}]`;
+  }
+  return new ActionError('command_not_executable', `program ${displayPath} ${reason}`, { program: displayPath });
 }
 
 function checkArgv(argv: string[]): void {

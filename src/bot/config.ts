@@ -1,4 +1,10 @@
+import { statSync, type Stats } from 'node:fs';
+import { resolve } from 'node:path';
+
 import { z } from 'zod';
+
+import { locateProgram, parseCommandLine } from '../actions/command.ts';
+import { ActionError } from './errors.ts';
 
 /**
  * The bot's configuration, read once at start-up from the environment. Every
@@ -28,13 +34,119 @@ const portString = z
   .transform(Number)
   .refine((port) => port < 65536, 'must be between 0 (any free port) and 65535');
 
+/**
+ * Builds the schema of an http or https URL that every request sends
+ * `tokenName` to. Plain http is accepted only for a loopback host, so the
+ * token never crosses a network unencrypted.
+ */
+function tokenUrl(tokenName: string, path?: { pattern: RegExp; hint: string }) {
+  return optionalString.pipe(
+    z
+      .string()
+      .superRefine((text, context) => {
+        const problem = tokenUrlProblem(text, tokenName, path);
+        if (problem) context.addIssue({ code: 'custom', message: problem });
+      })
+      .optional(),
+  );
+}
+
+function tokenUrlProblem(text: string, tokenName: string, path?: { pattern: RegExp; hint: string }): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return 'must be an http or https URL';
+  }
+
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return 'must be an http or https URL';
+  if (url.username || url.password) {
+    return `must not contain a user name or password; remove them, because the bot authenticates with ${tokenName}`;
+  }
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+    return (
+      `must use https, because every request carries ${tokenName}; ` +
+      'plain http is accepted only for a loopback host (localhost, 127.0.0.1 or [::1])'
+    );
+  }
+  if (path && !path.pattern.test(url.pathname)) return path.hint;
+  return undefined;
+}
+
+/** True for localhost and the IPv4 and IPv6 loopback addresses, as URL.hostname writes them. */
+function isLoopbackHost(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
+const VAULT_PATH_SEGMENT = /^[A-Za-z0-9_.-]+$/;
+
+/**
+ * Builds the schema of a Vault mount or secret path, which the bot puts into
+ * the request URL. Segments of `.` or `..`, and characters such as `%`, `?`
+ * or `#`, would make the URL name another Vault endpoint, so they are rejected.
+ */
+function vaultPath(example: string) {
+  return optionalString.pipe(
+    z
+      .string()
+      .superRefine((path, context) => {
+        const problem = vaultPathProblem(path);
+        if (problem) context.addIssue({ code: 'custom', message: `${problem}; set it such as ${example}` });
+      })
+      .optional(),
+  );
+}
+
+function vaultPathProblem(path: string): string | undefined {
+  // A leading or trailing / is harmless: VaultStore removes it.
+  const segments = path.replace(/^\/+|\/+$/g, '').split('/');
+  if (segments.some((segment) => segment === '.' || segment === '..')) {
+    return 'must not contain . or .. segments, which would point the request outside the secret path';
+  }
+  if (segments.some((segment) => segment === '')) return 'must not contain empty segments (// or only /)';
+
+  const invalid = segments.find((segment) => !VAULT_PATH_SEGMENT.test(segment));
+  if (invalid !== undefined) {
+    return `segment ${JSON.stringify(invalid)} must contain only letters, digits, _, . and -`;
+  }
+  return undefined;
+}
+
+/** `host` or `host:port`, with a port from 1 to 65535. */
+function isHostAndPort(text: string): boolean {
+  const match = /^[A-Za-z0-9.-]+(?::(\d{1,5}))?$/.exec(text);
+  if (!match) return false;
+  return match[1] === undefined || (Number(match[1]) >= 1 && Number(match[1]) <= 65535);
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const envNameList = optionalString.pipe(
+  z
+    .string()
+    .superRefine((text, context) => {
+      const names = text.split(',').map((name) => name.trim()).filter(Boolean);
+      const invalid = names.find((name) => !ENV_NAME.test(name));
+      if (invalid !== undefined) {
+        context.addIssue({
+          code: 'custom',
+          message: `${JSON.stringify(invalid)} is not a variable name; list names of letters, digits and _, separated by commas`,
+        });
+      }
+    })
+    .optional(),
+);
+
+const sentrySlug = optionalString.pipe(
+  z.string().regex(/^[A-Za-z0-9_-]+$/, 'must be a slug of letters, digits, _ and -, as in the Sentry URL').optional(),
+);
+
 const envSchema = z.object({
   SLACK_BOT_TOKEN: optionalString.describe('Bot token (xoxb-...) for Socket Mode and HTTP mode'),
   SLACK_APP_TOKEN: optionalString.describe('App-level token (xapp-...) with connections:write: turns on Socket Mode'),
   SLACK_SIGNING_SECRET: optionalString.describe('Signing secret of the Slack app: turns on HTTP mode'),
-  SLACK_API_URL: optionalString
-    .pipe(z.url({ protocol: /^https?$/, error: 'must be an http or https URL' }).optional())
-    .describe("Base URL of the Slack Web API, ending in /api/ (default Slack's)"),
+  SLACK_API_URL: tokenUrl('SLACK_BOT_TOKEN', { pattern: /\/api\/$/, hint: 'must end in /api/, such as https://slack.com/api/' })
+    .describe("Base URL of the Slack Web API, ending in /api/ (default Slack's); https, or http for a loopback host"),
   PORT: portString.optional().describe('HTTP port for Slack requests, /healthz and the sandbox (default 3000)'),
   HOST: optionalString.describe('Address to listen on (default 127.0.0.1 in the sandbox, 0.0.0.0 otherwise)'),
   DATABASE_PATH: optionalString.describe('SQLite file for incidents, timers and the audit log (default ./var/runbook-bot.sqlite3)'),
@@ -70,18 +182,17 @@ const envSchema = z.object({
   DJANGO_FALLBACK_HOURS: optionalString
     .pipe(z.string().regex(/^([1-9]|[1-3]\d|4[0-8])$/, 'must be a whole number of hours from 1 to 48').optional())
     .describe('Hours a periodic rotation keeps the old key in DJANGO_SECRET_KEY_FALLBACKS (default 24, at most 48)'),
-  VAULT_ADDR: optionalString
-    .pipe(z.url({ protocol: /^https?$/, error: 'must be an http or https URL' }).optional())
-    .describe('Address of HashiCorp Vault, for SECRET_STORE=vault'),
+  VAULT_ADDR: tokenUrl('VAULT_TOKEN')
+    .describe('Address of HashiCorp Vault, for SECRET_STORE=vault; https, or http for a loopback host'),
   VAULT_TOKEN: optionalString.describe('Vault token with read and write access to the secret path'),
-  VAULT_MOUNT: optionalString.describe('Mount of the KV version 2 engine (default secret)'),
-  VAULT_PATH: optionalString.describe('Secret path inside the mount (default django)'),
-  SENTRY_API_URL: optionalString
-    .pipe(z.url({ protocol: /^https?$/, error: 'must be an http or https URL ending in /api/0/' }).optional())
-    .describe('Sentry REST API base, such as https://sentry.io/api/0/, for DSN rotation and the audit queries'),
+  VAULT_MOUNT: vaultPath('secret').describe('Mount of the KV version 2 engine (default secret)'),
+  VAULT_PATH: vaultPath('django/production')
+    .describe('Secret path inside the mount (default django): segments of letters, digits, _ . - without . or .. segments'),
+  SENTRY_API_URL: tokenUrl('SENTRY_AUTH_TOKEN', { pattern: /\/api\/0\/?$/, hint: 'must end in /api/0/, such as https://sentry.io/api/0/' })
+    .describe('Sentry REST API base, such as https://sentry.io/api/0/, for DSN rotation and the audit queries; https, or http for a loopback host'),
   SENTRY_AUTH_TOKEN: optionalString.describe('Sentry auth token with project:read, project:write and event:read'),
-  SENTRY_ORG: optionalString.describe('Sentry organization slug'),
-  SENTRY_PROJECT: optionalString.describe('Sentry project slug of the Django app'),
+  SENTRY_ORG: sentrySlug.describe('Sentry organization slug'),
+  SENTRY_PROJECT: sentrySlug.describe('Sentry project slug of the Django app'),
   SENTRY_LOOKBACK_DAYS: optionalString
     .pipe(z.string().regex(/^[1-9]\d{0,2}$/, 'must be a whole number of days').optional())
     .describe('Days before the declaration that the forged-session search covers (default 7)'),
@@ -121,12 +232,21 @@ const envSchema = z.object({
   DJANGO_START_COMMAND: optionalString.describe('Command that starts the Django app after a restore'),
   DJANGO_MIGRATE_COMMAND: optionalString.describe('Command that runs manage.py migrate, for restores and restore tests'),
   RESTORE_TEST_STAGING_PATH: optionalString.describe('Where the monthly restore test puts its copy; never the production database'),
-  RESTORE_TEST_TABLE: optionalString.describe('Table whose newest rows the restore test reports, such as blog_post'),
+  RESTORE_TEST_TABLE: optionalString
+    .pipe(z.string().regex(ENV_NAME, 'must be a table name of letters, digits and _, such as blog_post').optional())
+    .describe('Table whose newest rows the restore test reports, such as blog_post'),
   RESTORE_TEST_SMOKE_COMMAND: optionalString.describe('Smoke-test command run against the staging copy (it gets RESTORE_TEST_DATABASE_PATH)'),
   AUDIT_SECURITY_CHECK_COMMAND: optionalString.describe('Command for the audit item security_check.py --json'),
   AUDIT_DEPLOY_CHECK_COMMAND: optionalString.describe('Command for the audit item manage.py check --deploy --fail-level WARNING'),
-  AUDIT_REQUIRED_ENV: optionalString.describe('Comma-separated variables the audit checks are set in the Django .env (default DJANGO_SECRET_KEY,SENTRY_DSN)'),
-  AUDIT_TLS_HOST: optionalString.describe('host[:port] whose TLS certificate the audit checks (warns under 30 days)'),
+  AUDIT_REQUIRED_ENV: envNameList.describe('Comma-separated variables the audit checks are set in the Django .env (default DJANGO_SECRET_KEY,SENTRY_DSN)'),
+  AUDIT_TLS_HOST: optionalString
+    .pipe(
+      z
+        .string()
+        .refine(isHostAndPort, 'must be a host name with an optional port from 1 to 65535, such as example.com:443, without https://')
+        .optional(),
+    )
+    .describe('host[:port] whose TLS certificate the audit checks (warns under 30 days)'),
   AUDIT_PIP_COMMAND: optionalString.describe('Command for the audit item pip list --outdated --format=json'),
   PUBLIC_BASE_URL: optionalString
     .pipe(z.url({ protocol: /^https?$/, error: 'must be an http or https URL' }).optional())
@@ -179,7 +299,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const name = String(issue.path[0]);
-      const shown = isSecretName(name) ? '' : ` (got ${JSON.stringify(env[name])})`;
+      const shown = isSecretName(name) ? '' : ` (got ${JSON.stringify(withoutUrlPassword(env[name]))})`;
       problems.push(`${name}: ${issue.message}${shown}`);
     }
   }
@@ -203,6 +323,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     problems.push('PORT: the sandbox serves its own Web API on PORT, so it needs a fixed port; set PORT to a free port such as 3000');
   }
   const routingKeys = perRunbookRoutingKeys(env, problems);
+  checkPaths(env, problems);
+  checkCommands(env, problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
   const sandbox = mode === 'sandbox';
@@ -284,6 +406,109 @@ function perRunbookRoutingKeys(env: Record<string, string | undefined>, problems
     keys[match[1].toLowerCase().replace(/_/g, '-')] = value;
   }
   return keys;
+}
+
+/** Commands from the configuration, with the folder each runs in. */
+const COMMAND_VARIABLES: ReadonlyArray<readonly [name: string, folder: 'bot' | 'project']> = [
+  // The rotation actions run the restart command in the bot's working folder.
+  ['DJANGO_RESTART_COMMAND', 'bot'],
+  ['DJANGO_STOP_COMMAND', 'project'],
+  ['DJANGO_START_COMMAND', 'project'],
+  ['DJANGO_MIGRATE_COMMAND', 'project'],
+  ['RESTORE_TEST_SMOKE_COMMAND', 'project'],
+  ['AUDIT_SECURITY_CHECK_COMMAND', 'project'],
+  ['AUDIT_DEPLOY_CHECK_COMMAND', 'project'],
+  ['AUDIT_PIP_COMMAND', 'project'],
+];
+
+/**
+ * Parses each configured command and checks that its program exists and is
+ * executable, so a wrong command stops the start-up instead of failing the
+ * step that runs it during an incident.
+ */
+function checkCommands(env: Record<string, string | undefined>, problems: string[]): void {
+  const projectDir = trimmed(env.DJANGO_PROJECT_DIR);
+  for (const [name, folder] of COMMAND_VARIABLES) {
+    const text = trimmed(env[name]);
+    if (text === undefined) continue;
+
+    try {
+      const argv = parseCommandLine(text);
+      const cwd = folder === 'project' && projectDir !== undefined ? resolve(projectDir) : process.cwd();
+      // Commands inherit the bot process's PATH (see commandEnv), not a configured one.
+      locateProgram(argv[0], { cwd, searchPath: process.env.PATH });
+    } catch (error) {
+      if (!(error instanceof ActionError)) throw error;
+      problems.push(`${name}: ${error.message}`);
+    }
+  }
+}
+
+/** Checks the files and folders that the actions need but never create. */
+function checkPaths(env: Record<string, string | undefined>, problems: string[]): void {
+  const check = (name: string, kind: 'file' | 'folder', fix: string) => {
+    const path = trimmed(env[name]);
+    if (path === undefined) return;
+    const problem = pathProblem(statPath(path), kind);
+    if (problem) problems.push(`${name}: ${problem}; ${fix} (got ${JSON.stringify(path)})`);
+  };
+
+  check('DJANGO_ENV_FILE', 'file', "the bot never creates it, so create it or set the path of the Django app's .env");
+  check('DJANGO_PROJECT_DIR', 'folder', 'set the Django project folder, the one that contains manage.py');
+  check('BACKUP_DIR', 'folder', 'the bot never creates it, so create it (mkdir -p) or set an existing folder');
+
+  const staging = trimmed(env.RESTORE_TEST_STAGING_PATH);
+  const production = trimmed(env.DJANGO_DATABASE_PATH);
+  if (staging !== undefined && production !== undefined && isSameFile(staging, production)) {
+    problems.push(
+      `RESTORE_TEST_STAGING_PATH: is the production database DJANGO_DATABASE_PATH, which the restore test must never ` +
+        `overwrite; set a separate file such as /srv/staging/db.sqlite3 (got ${JSON.stringify(staging)})`,
+    );
+  }
+}
+
+function pathProblem(found: { stats?: Stats; errno?: string }, kind: 'file' | 'folder'): string | undefined {
+  const { stats, errno } = found;
+  if (errno === 'EACCES') return `${kind} cannot be reached: permission denied for this process`;
+  if (stats === undefined) return `${kind} not found`;
+  if (kind === 'folder' && !stats.isDirectory()) return 'is not a folder';
+  if (kind === 'file' && stats.isDirectory()) return 'is a folder, not a file';
+  return undefined;
+}
+
+/** Stats of a path, following symbolic links; `errno` is set when the path cannot be examined. */
+function statPath(path: string): { stats?: Stats; errno?: string } {
+  try {
+    return { stats: statSync(path, { throwIfNoEntry: false }) };
+  } catch (error) {
+    return { errno: (error as NodeJS.ErrnoException).code ?? 'unknown' };
+  }
+}
+
+/** True when both paths name one file: the same path, or, when both exist, the same inode. */
+function isSameFile(first: string, second: string): boolean {
+  if (resolve(first) === resolve(second)) return true;
+  const a = statPath(first).stats;
+  const b = statPath(second).stats;
+  return a !== undefined && b !== undefined && a.dev === b.dev && a.ino === b.ino;
+}
+
+function trimmed(value: string | undefined): string | undefined {
+  const text = value?.trim();
+  return text === '' ? undefined : text;
+}
+
+/** Replaces the password of a URL with ***, so a problem can show the rest of the value. */
+function withoutUrlPassword(value: string | undefined): string | undefined {
+  if (value === undefined || !value.includes('@')) return value;
+  try {
+    const url = new URL(value.trim());
+    if (!url.password) return value;
+    url.password = '***';
+    return url.toString();
+  } catch {
+    return value;
+  }
 }
 
 function isSecretName(name: string): boolean {
