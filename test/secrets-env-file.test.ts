@@ -194,10 +194,29 @@ describe('EnvFileStore', () => {
     await new EnvFileStore(envPath).write({ A: '2' });
 
     expect(statSync(envPath).mode & 0o7777).toBe(0o640);
-    expect(statSync(`${envPath}.previous`).mode & 0o7777).toBe(0o640);
+    expect(statSync(`${envPath}.previous`).mode & 0o7777).toBe(0o600);
     expect(readFileSync(`${envPath}.previous`, 'utf8')).toBe('A=1\n');
     expect(readFileSync(envPath, 'utf8')).toBe('A=2\n');
     expect(strayFiles()).toEqual([]);
+  });
+
+  it('previous copy is private and replaced', async () => {
+    writeFileSync(envPath, 'A=1\n');
+    chmodSync(envPath, 0o644);
+    writeFileSync(`${envPath}.previous`, 'A=older\n');
+    chmodSync(`${envPath}.previous`, 0o666);
+    const store = new EnvFileStore(envPath);
+
+    await store.write({ A: '2' });
+    expect(statSync(`${envPath}.previous`).mode & 0o7777).toBe(0o600);
+    expect(readFileSync(`${envPath}.previous`, 'utf8')).toBe('A=1\n');
+
+    await store.write({ A: '3' });
+    expect(statSync(`${envPath}.previous`).mode & 0o7777).toBe(0o600);
+    expect(readFileSync(`${envPath}.previous`, 'utf8')).toBe('A=2\n');
+    expect(statSync(envPath).mode & 0o7777).toBe(0o644);
+    expect(readFileSync(envPath, 'utf8')).toBe('A=3\n');
+    expect(readdirSync(folder).sort()).toEqual(['.env', '.env.previous']);
   });
 
   it('unchanged values leave file alone', async () => {

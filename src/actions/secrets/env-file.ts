@@ -203,6 +203,16 @@ function findValue(document: EnvDocument, key: string): string | undefined {
   return value;
 }
 
+/** Mode of `<file>.previous`: owner read and write only, because it contains the replaced key. */
+const PREVIOUS_FILE_MODE = 0o600;
+
+/** Permission bits and owner given to a file that replaceFile writes. */
+interface FileAttributes {
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
 /** The last pending write of each file path, so writes to one file never interleave. */
 const writeQueues = new Map<string, Promise<unknown>>();
 
@@ -211,6 +221,10 @@ const writeQueues = new Map<string, Promise<unknown>>();
  * atomically (temporary file in the same folder, fsync, rename), keeps every
  * other line and the file's mode, and first saves the old content as
  * `<file>.previous`. A symbolic link is followed and its target replaced.
+ *
+ * The previous copy still contains the key that a rotation replaced, which
+ * may be a leaked one, so it always gets mode 0600 whatever the mode of the
+ * `.env` is. Each write replaces it, so only one previous generation exists.
  */
 export class EnvFileStore implements SecretStore {
   readonly name: string;
@@ -252,8 +266,9 @@ export class EnvFileStore implements SecretStore {
     const updated = applyChanges(document, changes);
     if (updated === text) return;
 
-    await this.replaceFile(`${target}.previous`, text, stats);
-    await this.replaceFile(target, updated, stats, text);
+    const owner = { uid: stats.uid, gid: stats.gid };
+    await this.replaceFile(`${target}.previous`, text, { ...owner, mode: PREVIOUS_FILE_MODE });
+    await this.replaceFile(target, updated, { ...owner, mode: stats.mode & 0o7777 }, text);
     this.logger?.info(
       { store: 'env', path: this.path, keys: Object.keys(changes) },
       'secret store written',
@@ -323,13 +338,14 @@ export class EnvFileStore implements SecretStore {
 
   /**
    * Replaces `path` with `content` through a temporary file in the same
-   * folder. With `expected`, the current content must still equal it just
+   * folder, with exactly `file.mode` and, when running as root, the owner in
+   * `file`. With `expected`, the current content must still equal it just
    * before the rename, which detects a writer that changed the file meanwhile.
    */
   private async replaceFile(
     path: string,
     content: string,
-    stats: Stats,
+    file: FileAttributes,
     expected?: string,
   ): Promise<void> {
     const temporary = join(
@@ -338,10 +354,11 @@ export class EnvFileStore implements SecretStore {
     );
 
     try {
-      const handle = await open(temporary, 'wx', stats.mode & 0o7777);
+      const handle = await open(temporary, 'wx', file.mode);
       try {
-        await handle.chmod(stats.mode & 0o7777);
-        if (process.getuid?.() === 0) await handle.chown(stats.uid, stats.gid);
+        // open() applies the umask, so set the mode explicitly.
+        await handle.chmod(file.mode);
+        if (process.getuid?.() === 0) await handle.chown(file.uid, file.gid);
         await handle.writeFile(content, 'utf8');
         await handle.sync();
       } finally {
