@@ -78,6 +78,14 @@ export function generateDjangoSecretKey(): string {
   return key;
 }
 
+export interface RotateSecretKeyOptions {
+  /**
+   * Removes every key in DJANGO_SECRET_KEY_FALLBACKS as well, for a person
+   * who could read the whole secret store (a leaver), not only the current key.
+   */
+  dropAllFallbacks?: boolean;
+}
+
 /**
  * Writes a new DJANGO_SECRET_KEY, restarts the app and checks its health.
  *
@@ -85,10 +93,15 @@ export function generateDjangoSecretKey(): string {
  * so sessions signed with it stay valid, and returns a `remove_fallback`
  * follow-up timer. An incident rotation keeps no fallback and removes the
  * leaked key from the fallbacks too, because anyone holding it could still
- * sign sessions. A failure after the write throws ActionError whose message
- * states that the new key stays written.
+ * sign sessions. Older fallback keys stay unless `dropAllFallbacks` is set.
+ * A failure after the write throws ActionError whose message states that the
+ * new key stays written.
  */
-export async function rotateSecretKey(deps: RotationDeps, ctx: ActionContext): Promise<ActionOutcome> {
+export async function rotateSecretKey(
+  deps: RotationDeps,
+  ctx: ActionContext,
+  options: RotateSecretKeyOptions = {},
+): Promise<ActionOutcome> {
   const started = performance.now();
   const fallbackHours = checkFallbackHours(deps.fallbackHours);
   const logger = deps.logger.child({
@@ -117,7 +130,8 @@ export async function rotateSecretKey(deps: RotationDeps, ctx: ActionContext): P
   registerSecret(newKey);
   const newFingerprint = fingerprint(newKey);
   const others = fallbacks.filter((key) => key !== oldKey);
-  const nextFallbacks = keepOldKey ? [oldKey, ...others] : others;
+  const keptOlderKeys = options.dropAllFallbacks ? [] : others;
+  const nextFallbacks = keepOldKey ? [oldKey, ...keptOlderKeys] : keptOlderKeys;
 
   await deps.store.write({
     [SECRET_KEY_NAME]: newKey,
@@ -139,11 +153,14 @@ export async function rotateSecretKey(deps: RotationDeps, ctx: ActionContext): P
   });
 
   const oldKeyFact = describeOldKey(ctx.reason, oldFingerprint, fallbacks.length > others.length, fallbackHours);
+  const droppedFacts: Array<[string, string]> =
+    keptOlderKeys.length < others.length ? [['Older fallback keys removed', describeFingerprints(others)]] : [];
   const facts: Array<[string, string]> = [
     ['Secret store', deps.store.name],
     ['New key', newFingerprint],
     ['Old key', oldKeyFact],
     ['Fallback keys', describeFingerprints(nextFallbacks)],
+    ...droppedFacts,
     ...applied.facts,
     ['Duration', formatDuration(performance.now() - started)],
   ];

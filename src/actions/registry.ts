@@ -92,7 +92,8 @@ function djangoActions(env: Env, logger: Logger): ActionDefinition[] {
     {
       id: 'django.rotate_secret_key',
       missingConfig: () => rotation.missing,
-      run: (context: ActionContext) => rotateSecretKey(needRotation(), context),
+      // `with: { fallbacks: none }` in a runbook also drops the older fallback keys.
+      run: (context: ActionContext, args) => rotateSecretKey(needRotation(), context, { dropAllFallbacks: args.fallbacks === 'none' }),
     },
     {
       id: 'django.remove_fallback',
