@@ -70,10 +70,12 @@ async function runScheduledBackup(deps: JobDeps, slot: SlotRun): Promise<void> {
   } catch (error) {
     const reason = error instanceof ActionError ? error.message : String(error);
     const channel = opsChannel(deps);
+    const { paging } = deps.engine;
+    const pagingText = paging.enabled ? 'Paging on-call through PagerDuty.' : `On-call was not paged: ${paging.disabledReason ?? 'PagerDuty is not configured'}.`;
     if (channel) {
-      deps.engine.postToChannel(channel, renderNotice(`:x: *Backup failed* (${escapeText(slot.id)}): ${escapeText(reason)}. Run \`/incident backup\` once it is fixed.`), 'backup.failed', { slot: slot.id });
+      deps.engine.postToChannel(channel, renderNotice(`:x: *Backup failed* (${escapeText(slot.id)}): ${escapeText(reason)}. ${escapeText(pagingText)} Run \`/incident backup\` once it is fixed.`), 'backup.failed', { slot: slot.id });
     }
-    deps.engine.pageOps({ dedupKey: `runbook-bot-backup-${slot.slot}`, summary: `runbook-bot: backup ${slot.id} failed: ${reason}`, severity: 'warning' });
+    deps.engine.pageOps({ dedupKey: `runbook-bot-backup-${slot.slot}`, summary: `runbook-bot: backup ${slot.id} failed: ${reason}`, severity: 'warning', channel, subject: `backup ${slot.id}` });
     throw error;
   }
 }

@@ -108,6 +108,11 @@ export class Engine {
     return this.deps.clock.now();
   }
 
+  /** Whether PagerDuty is configured, and the variable to set when it is not. */
+  get paging(): PagingConfig {
+    return this.deps.paging;
+  }
+
   // --- declaring and closing ---------------------------------------------------------
 
   declare(input: {
@@ -315,7 +320,10 @@ export class Engine {
    */
   notePageAttempt(message: OutboxRow, result: { kind: 'delivered' | 'retry' | 'failed'; error?: string; result?: Record<string, unknown> }): void {
     const incidentId = message.incidentId;
-    if (incidentId === null) return;
+    if (incidentId === null) {
+      this.noteOpsPageAttempt(message, result);
+      return;
+    }
     const { db } = this.deps;
     const action = String(message.payload.action);
     const isTrigger = action === 'trigger';
@@ -335,6 +343,26 @@ export class Engine {
     } else {
       this.afterCommit();
     }
+  }
+
+  /**
+   * Tells the channel named by a page outside any incident (a failed backup)
+   * how its delivery goes: once when PagerDuty cannot be reached, once when
+   * it lands after retries, and once when it cannot be delivered at all.
+   */
+  private noteOpsPageAttempt(message: OutboxRow, result: { kind: 'delivered' | 'retry' | 'failed'; error?: string }): void {
+    const channel = message.payload.channel;
+    if (typeof channel !== 'string') return;
+    const subject = escapeText(String(message.payload.subject ?? message.payload.dedupKey));
+    let text: string | undefined;
+    if (result.kind === 'retry' && message.attempts === 0) {
+      text = `:warning: PagerDuty is unreachable (${escapeText(result.error ?? 'no answer')}). The page for ${subject} is queued and retrying; on-call has not been reached yet.`;
+    } else if (result.kind === 'delivered' && message.attempts > 0) {
+      text = `:pager: The page for ${subject} reached PagerDuty after ${message.attempts + 1} attempts.`;
+    } else if (result.kind === 'failed') {
+      text = `:x: The page for ${subject} was not delivered: ${escapeText(result.error ?? 'no reason given')}. Check PAGERDUTY_ROUTING_KEY; on-call was not paged by the bot.`;
+    }
+    if (text) this.postToChannel(channel, renderNotice(text), `ops_page.${result.kind}`, { dedupKey: message.payload.dedupKey, attempt: message.attempts + 1 });
   }
 
   private resolveWhenFinished(incident: incidents.IncidentRow, actorId: string, now: number): void {
@@ -916,8 +944,11 @@ export class Engine {
     this.deps.onOutbox();
   }
 
-  /** Pages outside any incident (a failed backup), under its own dedup key. */
-  pageOps(page: { dedupKey: string; summary: string; severity: 'critical' | 'error' | 'warning' | 'info' }): void {
+  /**
+   * Pages outside any incident (a failed backup), under its own dedup key.
+   * When `channel` is set, delivery problems are posted there, naming `subject`.
+   */
+  pageOps(page: { dedupKey: string; summary: string; severity: 'critical' | 'error' | 'warning' | 'info'; channel?: string; subject?: string }): void {
     if (!this.deps.paging.enabled) return;
     inTransaction(this.deps.db, () => {
       enqueue(this.deps.db, { incidentId: null, target: 'pagerduty', kind: 'pagerduty_ops', payload: page }, this.now);
