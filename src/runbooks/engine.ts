@@ -277,6 +277,13 @@ export class Engine {
   }
 
   takeLead(incidentId: number, actor: Actor): void {
+    // Slack shows the button to every viewer, the lead included. The lead's
+    // own press changes nothing and is not a refused change, even for a lead
+    // who is not a responder on a critical incident.
+    const current = incidents.getIncident(this.deps.db, incidentId);
+    if (current?.status === 'open' && current.leadUserId === actor.userId) {
+      throw new UserError('invalid_transition', `You already lead incident #${incidentId}, so nothing was changed.`);
+    }
     this.change(incidentId, actor, { requireResponder: true, event: 'incident.lead_taken' }, (incident) => {
       if (incident.leadUserId === actor.userId) throw new UserError('invalid_transition', `You already lead incident #${incidentId}.`);
       incidents.setLead(this.deps.db, incidentId, actor.userId);
