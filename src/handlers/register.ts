@@ -1,11 +1,14 @@
 import type { App } from '@slack/bolt';
 
+type ActionHandler = ReturnType<typeof stepButtons>['done'];
+type ViewHandler = ReturnType<typeof viewSubmissions>['skip'];
+
 import { ACTION_IDS } from '../runbooks/render.ts';
 import { incidentButtons, stepButtons } from './buttons.ts';
 import type { HandlerDeps } from './deps.ts';
 import { incidentCommand } from './incident-command.ts';
 import { VIEW_IDS } from './modals.ts';
-import { viewSubmissions } from './view-submissions.ts';
+import { messageView, viewSubmissions } from './view-submissions.ts';
 
 /**
  * The whole Slack surface of the bot: every command, button and modal it
@@ -15,34 +18,47 @@ import { viewSubmissions } from './view-submissions.ts';
 export function registerHandlers(app: App, deps: HandlerDeps): void {
   app.command('/incident', incidentCommand(deps));
 
+  // One listener per kind, routed by id here: Bolt runs every registered
+  // listener's middleware for each request, so 19 registrations cost each
+  // request, slash commands included, 19 middleware chains.
   const steps = stepButtons(deps);
-  app.action(ACTION_IDS.stepDone, steps.done);
-  app.action(ACTION_IDS.stepUndo, steps.undo);
-  app.action(ACTION_IDS.stepSkip, steps.skip);
-  app.action(ACTION_IDS.stepAssign, steps.assign);
-  app.action(ACTION_IDS.stepRun, steps.run);
-  app.action(ACTION_IDS.stepApprove, steps.approve);
-
   const incident = incidentButtons(deps);
-  app.action(ACTION_IDS.takeLead, incident.takeLead);
-  app.action(ACTION_IDS.pageAgain, incident.pageAgain);
-  app.action(ACTION_IDS.cancel, incident.cancel);
-  app.action(ACTION_IDS.followUp, incident.followUp);
-  app.action(ACTION_IDS.declareAnyway, incident.declareAnyway);
-  app.action(ACTION_IDS.startRunbook, incident.startRunbook);
-  app.action(ACTION_IDS.chooseBackup, incident.chooseBackup);
-  app.action(ACTION_IDS.recordRotation, incident.recordRotation);
-
-  // Any other action id (an old message from an earlier version) is
-  // acknowledged, so Slack does not show the click as failed.
-  const known = Object.values(ACTION_IDS).map((id) => id.replace(/\./g, '\\.')).join('|');
-  app.action(new RegExp(`^(?!(${known})$)`), async ({ ack, body, logger }) => {
-    await ack();
-    logger.info(`ignored a click on an action this version does not handle: ${(body as { actions?: Array<{ action_id?: string }> }).actions?.[0]?.action_id ?? 'unknown'}`);
+  const buttons = new Map<string, ActionHandler>([
+    [ACTION_IDS.stepDone, steps.done],
+    [ACTION_IDS.stepUndo, steps.undo],
+    [ACTION_IDS.stepSkip, steps.skip],
+    [ACTION_IDS.stepAssign, steps.assign],
+    [ACTION_IDS.stepRun, steps.run],
+    [ACTION_IDS.stepApprove, steps.approve],
+    [ACTION_IDS.takeLead, incident.takeLead],
+    [ACTION_IDS.pageAgain, incident.pageAgain],
+    [ACTION_IDS.cancel, incident.cancel],
+    [ACTION_IDS.followUp, incident.followUp],
+    [ACTION_IDS.declareAnyway, incident.declareAnyway],
+    [ACTION_IDS.startRunbook, incident.startRunbook],
+    [ACTION_IDS.chooseBackup, incident.chooseBackup],
+    [ACTION_IDS.recordRotation, incident.recordRotation],
+  ]);
+  app.action(/.*/, async (args) => {
+    const actionId = (args.action as { action_id?: string }).action_id ?? '';
+    const handler = buttons.get(actionId);
+    if (handler) return handler(args as Parameters<ActionHandler>[0]);
+    // An action id this version does not know (an old message from an
+    // earlier version) is acknowledged, so Slack does not show the click as failed.
+    await args.ack();
+    args.logger.info(`ignored a click on an action this version does not handle: ${actionId || 'unknown'}`);
   });
 
   const views = viewSubmissions(deps);
-  app.view(VIEW_IDS.skip, views.skip);
-  app.view(VIEW_IDS.assign, views.assign);
-  app.view(VIEW_IDS.actionInputs, views.actionInputs);
+  const submissions = new Map<string, ViewHandler>([
+    [VIEW_IDS.skip, views.skip],
+    [VIEW_IDS.assign, views.assign],
+    [VIEW_IDS.actionInputs, views.actionInputs],
+  ]);
+  app.view(/.*/, async (args) => {
+    const handler = submissions.get(args.view.callback_id);
+    if (handler) return handler(args as Parameters<ViewHandler>[0]);
+    await args.ack({ response_action: 'update', view: messageView('This form comes from another version of runbook-bot and cannot be used. Close it and start again from the incident thread.') });
+    args.logger.info(`refused a form this version does not handle: ${args.view.callback_id || 'unknown'}`);
+  });
 }

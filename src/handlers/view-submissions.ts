@@ -37,7 +37,8 @@ function submission(deps: HandlerDeps, name: string, errorBlock: string | undefi
   };
 }
 
-function messageView(text: string) {
+/** A modal that replaces a submitted form to say why it was not saved. */
+export function messageView(text: string) {
   return {
     type: 'modal' as const,
     title: { type: 'plain_text' as const, text: 'Not saved' },
