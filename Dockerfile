@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build: the first stage compiles better-sqlite3 with the build
-# tools; the runtime stage has only Node.js, the app and its node_modules.
+# tools and the TypeScript to JavaScript; the runtime stage has only Node.js,
+# the compiled app and its production node_modules.
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
@@ -8,9 +9,15 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
+RUN npm ci --no-audit --no-fund
 COPY src ./src
-COPY manifest.yml tsconfig.json ./
+COPY scripts/build.mjs ./scripts/
+COPY bench/bare-bolt.ts ./bench/
+COPY manifest.yml tsconfig.json tsconfig.build.json ./
+# Compile to JavaScript, then drop the build tools (TypeScript) from node_modules.
+RUN node scripts/build.mjs --force \
+ && npm prune --omit=dev --no-audit --no-fund \
+ && rm -rf src bench scripts
 
 FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production \
@@ -27,4 +34,4 @@ VOLUME ["/data"]
 EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-CMD ["node", "--optimize-for-size", "--import", "tsx", "src/bot/main.ts"]
+CMD ["node", "--optimize-for-size", "dist/src/bot/main.js"]

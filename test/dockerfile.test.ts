@@ -60,12 +60,17 @@ describe('Dockerfile', () => {
     expect(check?.args).toContain('/healthz');
   });
 
-  it('starts the bot entry point', () => {
+  it('starts the bot as npm start does', () => {
     const cmd = stages()[1].find((step) => step.keyword === 'CMD')!.args;
-    expect(JSON.parse(cmd)).toEqual(['node', '--optimize-for-size', '--import', 'tsx', 'src/bot/main.ts']);
+    const start = (JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { scripts: { start: string } }).scripts.start;
+    expect(JSON.parse(cmd)).toEqual(start.split(' '));
   });
 
-  it('installs production packages from the lock file', () => {
-    expect(stages()[0].some((step) => step.keyword === 'RUN' && step.args.includes('npm ci --omit=dev'))).toBe(true);
+  it('compiles the app in the build stage', () => {
+    expect(stages()[0].some((step) => step.keyword === 'RUN' && step.args.includes('node scripts/build.mjs'))).toBe(true);
+  });
+
+  it('keeps only production packages', () => {
+    expect(stages()[0].some((step) => step.keyword === 'RUN' && step.args.includes('npm prune --omit=dev'))).toBe(true);
   });
 });

@@ -12,12 +12,13 @@ export interface ChildBot {
 }
 
 /**
- * Starts `src/bot/main.ts` as a child process (node --import tsx, so the pid
- * is the bot's own) and resolves once it logged "bot started" and /healthz
- * answers 200.
+ * Starts the bot as a child process and resolves once it logged "bot
+ * started" and /healthz returns 200. `script` is `src/bot/main.ts` (run with
+ * node --import tsx, so the pid is the bot's own) or a compiled main.js.
  */
-export async function startChildBot(env: Record<string, string>, timeoutMs = 20_000): Promise<ChildBot> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/bot/main.ts'], {
+export async function startChildBot(env: Record<string, string>, timeoutMs = 20_000, script = 'src/bot/main.ts'): Promise<ChildBot> {
+  const loader = script.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const child = spawn(process.execPath, [...loader, script], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
