@@ -22,6 +22,7 @@ import { sentryWebhookRoute } from '../handlers/sentry-webhook.ts';
 import { openDatabase, type Db } from '../store/db.ts';
 import { countOpenIncidents } from '../store/incidents.ts';
 import { getSetting, setSetting } from '../store/settings.ts';
+import { BackgroundLane } from './background-lane.ts';
 import { boltLogger } from './bolt-logger.ts';
 import { AdjustableClock, systemClock, type Clock } from './clock.ts';
 import type { Config } from './config.ts';
@@ -125,7 +126,8 @@ export function createBot(options: BotOptions): Bot {
       return movable.now();
     }));
   }
-  const receiver = createReceiver(config, routes, logger);
+  const lane = new BackgroundLane();
+  const receiver = createReceiver(config, routes, logger, lane);
   const app = new App({
     token: config.slack.botToken,
     receiver,
@@ -186,6 +188,7 @@ export function createBot(options: BotOptions): Bot {
     clock,
     logger,
     deliverers: { slack: publisher.deliver, pagerduty: pagerDuty.deliver },
+    quiet: () => lane.quiet(),
     onAttempt: (message, result) => {
       if (message.target === 'pagerduty') engine.notePageAttempt(message, result);
       // An incident that cannot be posted (the bot is not in a private channel) must not go unnoticed.
@@ -221,6 +224,7 @@ export function createBot(options: BotOptions): Bot {
     responders,
     logger,
     config,
+    quiet: () => lane.quiet(),
     listSchedules: () => scheduler.listSchedules(clock.now()).map((info) => ({ name: info.name, cron: info.cron, timezone: info.timezone, nextRun: info.nextRunAt })),
   };
   // Counts Slack requests whose listeners still run. Bolt acknowledges Slack
@@ -262,6 +266,7 @@ export function createBot(options: BotOptions): Bot {
       if (config.mode !== 'sandbox') await app.init();
       await registerStoredSecrets(config, logger);
       engine.recoverInterruptedRuns();
+      engine.declareLeftoverAccepted();
       adjustableClock?.onChange((offset) => {
         setSetting(db, CLOCK_OFFSET_SETTING, String(offset));
         logger.info({ offsetMs: offset }, 'clock moved');
@@ -330,7 +335,7 @@ function watchFindingsFor(config: Config, logger: Logger) {
   };
 }
 
-function createReceiver(config: Config, routes: CustomRoute[], logger: Logger): Receiver {
+function createReceiver(config: Config, routes: CustomRoute[], logger: Logger, lane: BackgroundLane): Receiver {
   if (config.mode === 'socket') {
     return new SocketModeReceiver({
       appToken: config.slack.appToken!,
@@ -348,6 +353,11 @@ function createReceiver(config: Config, routes: CustomRoute[], logger: Logger): 
     unhandledRequestTimeoutMillis: 2900,
   });
   rejectFutureTimestamps(receiver, logger);
+  const listener = receiver.requestListener;
+  receiver.requestListener = (req, res) => {
+    lane.track(req, res);
+    listener(req, res);
+  };
   return receiver;
 }
 

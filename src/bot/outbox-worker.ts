@@ -13,9 +13,6 @@ export type Deliverer = (message: outbox.OutboxRow) => Promise<DeliveryResult>;
 
 /** Queue heads delivered at once; Slack allows about one post a second per channel anyway. */
 const MAX_CONCURRENT_DELIVERIES = 8;
-/** Pause in kicks before a delivery pass starts, and the longest a kick waits for one. */
-const KICK_QUIET_MS = 5;
-const KICK_MAX_WAIT_MS = 50;
 
 export interface OutboxWorkerOptions {
   db: Db;
@@ -26,6 +23,11 @@ export interface OutboxWorkerOptions {
   onAttempt?: (message: outbox.OutboxRow, result: DeliveryResult) => void;
   baseDelayMs?: number;
   maxDelayMs?: number;
+  /**
+   * Resolves when Slack's requests pause. Each delivery pass waits for it, so
+   * acknowledgements go out before rendering and posting.
+   */
+  quiet?: () => Promise<void>;
   /** How often to look for due messages when nothing kicks the worker. */
   pollMs?: number;
 }
@@ -38,8 +40,6 @@ export interface OutboxWorkerOptions {
 export class OutboxWorker {
   private running = false;
   private kickScheduled = false;
-  private kickTimer?: NodeJS.Timeout;
-  private firstKickAt?: number;
   private again = false;
   private stopped = true;
   private timer?: NodeJS.Timeout;
@@ -66,30 +66,22 @@ export class OutboxWorker {
     this.stopped = true;
     clearInterval(this.poller);
     clearTimeout(this.timer);
-    clearTimeout(this.kickTimer);
-    this.kickScheduled = false;
     await this.current;
     this.options.logger.info({ pending: outbox.countPending(this.options.db) }, 'outbox worker stopped');
   }
 
-  /**
-   * Delivers whatever is due once requests have paused for KICK_QUIET_MS
-   * (and at most KICK_MAX_WAIT_MS after the first call), so acknowledging
-   * Slack's requests comes before rendering and posting. Calls made while a
-   * pass runs start one more pass.
-   */
+  /** Delivers whatever is due once requests pause. Calls made while a pass runs start one more pass. */
   kick(): void {
-    if (this.stopped) return;
-    const now = Date.now();
-    this.firstKickAt ??= now;
-    clearTimeout(this.kickTimer);
-    const wait = Math.max(0, Math.min(KICK_QUIET_MS, this.firstKickAt + KICK_MAX_WAIT_MS - now));
+    if (this.stopped || this.kickScheduled) return;
     this.kickScheduled = true;
-    this.kickTimer = setTimeout(() => {
+    void this.quiet().then(() => {
       this.kickScheduled = false;
-      this.firstKickAt = undefined;
       this.kickNow();
-    }, wait);
+    });
+  }
+
+  private quiet(): Promise<void> {
+    return this.options.quiet?.() ?? Promise.resolve();
   }
 
   private kickNow(): void {
@@ -114,12 +106,13 @@ export class OutboxWorker {
   async idle(): Promise<void> {
     while (this.running || this.again || this.kickScheduled) {
       if (this.current && this.running) await this.current;
-      else await new Promise((resolve) => setTimeout(resolve, KICK_QUIET_MS));
+      else await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
 
   private async drain(): Promise<void> {
-    for (;;) {
+    for (let pass = 0; ; pass++) {
+      if (pass > 0) await this.quiet();
       if (this.stopped) return;
       const due = outbox.listDeliverable(this.options.db, this.options.clock.now(), MAX_CONCURRENT_DELIVERIES);
       if (due.length === 0) return;

@@ -11,6 +11,8 @@ export interface HandlerDeps {
   responders: ResponderDirectory;
   logger: Logger;
   config: Config;
+  /** Resolves when Slack's requests pause; work that may wait a moment awaits it after the ack. */
+  quiet: () => Promise<void>;
   /** Lists schedules for `/incident schedules`; absent when no scheduler runs. */
   listSchedules?: () => Array<{ name: string; cron: string; nextRun: number | undefined; timezone: string }>;
 }

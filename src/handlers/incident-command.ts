@@ -1,7 +1,7 @@
 import type { AllMiddlewareArgs, SlackCommandMiddlewareArgs } from '@slack/bolt';
 
 import { UserError } from '../bot/errors.ts';
-import { checkSummary, MAX_SUMMARY_LENGTH } from '../runbooks/engine.ts';
+import { MAX_SUMMARY_LENGTH } from '../runbooks/engine.ts';
 import { RESERVED_WORDS } from '../runbooks/loader.ts';
 import { escapeText, slackDate } from '../runbooks/mrkdwn.ts';
 import { ACTION_IDS } from '../runbooks/render.ts';
@@ -24,11 +24,14 @@ const MAX_COMMAND_TEXT = MAX_SUMMARY_LENGTH + 100;
  */
 export function incidentCommand(deps: HandlerDeps) {
   return async ({ command, ack, client, respond }: CommandArgs): Promise<void> => {
-    const logger = deps.logger.child({ userId: command.user_id, channelId: command.channel_id, command: command.command });
-    const declare = async (runbook: Runbook, summary: string) => {
+    // Created on first use, because a declaration's ack path logs nothing.
+    let childLogger: HandlerDeps['logger'] | undefined;
+    const logger = () => (childLogger ??= deps.logger.child({ userId: command.user_id, channelId: command.channel_id, command: command.command }));
+    const declare = async (runbook: Runbook, acceptedId: number, summary: string) => {
       try {
         const actor = runbook.steps.some((step) => step.runs_on_start) ? await actorOf(deps, command.user_id) : undefined;
-        const result = deps.engine.declare({ runbook, summary, channelId: command.channel_id, userId: command.user_id, actor });
+        const result = deps.engine.declareAccepted(acceptedId, actor);
+        if (!result) return;
         if (result.kind === 'duplicate') {
           const link = await permalinkOf(client, result.open.channelId, result.open.messageTs, deps);
           await respond(duplicateReply(runbook, result.open.id, result.open.declaredAt, link, summary));
@@ -36,7 +39,7 @@ export function incidentCommand(deps: HandlerDeps) {
         }
         await respond({ response_type: 'ephemeral', text: `Declared incident #${result.incidentId}: ${escapeText(runbook.title)}. The checklist opens in a thread in this channel.` });
       } catch (error) {
-        await replyEphemeral(respond, describeError(error, logger, { runbookId: runbook.id }), logger, {});
+        await replyEphemeral(respond, describeError(error, logger(), { runbookId: runbook.id, acceptedId }), logger(), {});
       }
     };
     const text = (command.text ?? '').trim();
@@ -51,7 +54,7 @@ export function incidentCommand(deps: HandlerDeps) {
       if (lower === 'list') {
         // The links need a Web API call per incident, so acknowledge Slack first.
         await ack();
-        await replyEphemeral(respond, await listText(deps, client), logger, {});
+        await replyEphemeral(respond, await listText(deps, client), logger(), {});
         return;
       }
       if (lower === 'schedules') return void (await ack({ response_type: 'ephemeral', text: schedulesText(deps) }));
@@ -65,15 +68,15 @@ export function incidentCommand(deps: HandlerDeps) {
 
       const runbook = deps.runbooks.find(lower);
       if (!runbook || !runbook.declarable) throw unknownRunbook(word, deps);
-      checkSummary(summary);
-      // Acknowledge Slack first. The incident is written right after, and the
-      // result arrives through the response URL.
-      // NOTE: a process killed in the millisecond between this ack and the
-      // commit loses the declaration; the user then sees no confirmation.
+      // Recorded before the ack, so a process killed after it still opens
+      // the incident on restart. The incident's rows are written once
+      // requests pause, and the result is posted to the response URL.
+      const acceptedId = deps.engine.acceptDeclaration({ runbook, summary, channelId: command.channel_id, userId: command.user_id });
       await ack();
-      await declare(runbook, summary);
+      await deps.quiet();
+      await declare(runbook, acceptedId, summary);
     } catch (error) {
-      await ack({ response_type: 'ephemeral', text: describeError(error, logger, { text: text.slice(0, 40) }) });
+      await ack({ response_type: 'ephemeral', text: describeError(error, logger(), { text: text.slice(0, 40) }) });
     }
   };
 }

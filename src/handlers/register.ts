@@ -18,9 +18,8 @@ import { messageView, viewSubmissions } from './view-submissions.ts';
 export function registerHandlers(app: App, deps: HandlerDeps): void {
   app.command('/incident', incidentCommand(deps));
 
-  // One listener per kind, routed by id here: Bolt runs every registered
-  // listener's middleware for each request, so 19 registrations cost each
-  // request, slash commands included, 19 middleware chains.
+  // One listener per kind, dispatched by id here. Bolt runs the middleware of
+  // every registered listener for each request, slash commands included.
   const steps = stepButtons(deps);
   const incident = incidentButtons(deps);
   const buttons = new Map<string, ActionHandler>([
@@ -59,6 +58,6 @@ export function registerHandlers(app: App, deps: HandlerDeps): void {
     const handler = submissions.get(args.view.callback_id);
     if (handler) return handler(args as Parameters<ViewHandler>[0]);
     await args.ack({ response_action: 'update', view: messageView('This form comes from another version of runbook-bot and cannot be used. Close it and start again from the incident thread.') });
-    args.logger.info(`refused a form this version does not handle: ${args.view.callback_id || 'unknown'}`);
+    args.logger.info(`rejected a form this version does not handle: ${args.view.callback_id || 'unknown'}`);
   });
 }

@@ -3,6 +3,7 @@ import { ActionError, UserError } from '../bot/errors.ts';
 import type { Logger } from '../bot/logger.ts';
 import { scrubText } from '../bot/redact.ts';
 import * as runsStore from '../store/action-runs.ts';
+import { insertAccepted, listAcceptedIds, takeAccepted } from '../store/accepted-declarations.ts';
 import { appendAudit } from '../store/audit.ts';
 import { inTransaction, type Db } from '../store/db.ts';
 import * as incidents from '../store/incidents.ts';
@@ -74,6 +75,20 @@ export const ROTATED_SECRETS = ['DJANGO_SECRET_KEY', 'SENTRY_DSN'];
 export const MAX_REASON_LENGTH = 500;
 export const BOT_ACTOR = 'runbook-bot';
 
+export interface DeclareInput {
+  runbook: Runbook;
+  summary: string;
+  channelId: string;
+  userId: string;
+  origin?: string;
+  force?: boolean;
+  metadata?: Record<string, unknown>;
+  /** The declarer; steps marked runs_on_start run as this actor when it may run actions. */
+  actor?: Actor;
+  /** A second declaration with the same key (a double click) returns the first incident. */
+  idempotencyKey?: string;
+}
+
 export type DeclareResult =
   | { kind: 'declared'; incidentId: number }
   | { kind: 'duplicate'; open: incidents.IncidentRow };
@@ -115,59 +130,100 @@ export class Engine {
 
   // --- declaring and closing ---------------------------------------------------------
 
-  declare(input: {
-    runbook: Runbook;
-    summary: string;
-    channelId: string;
-    userId: string;
-    origin?: string;
-    force?: boolean;
-    metadata?: Record<string, unknown>;
-    /** The declarer; steps marked runs_on_start run as this actor when it may run actions. */
-    actor?: Actor;
-    /** A second declaration with the same key (a double click) returns the first incident. */
-    idempotencyKey?: string;
-  }): DeclareResult {
+  declare(input: DeclareInput): DeclareResult {
     const summary = checkSummary(input.summary);
-    const { db } = this.deps;
     const now = this.now;
-    const result = inTransaction(db, (): DeclareResult => {
-      if (input.idempotencyKey) {
-        const earlier = incidents.findByIdempotencyKey(db, input.idempotencyKey);
-        if (earlier) return { kind: 'duplicate', open: earlier };
-      }
-      if (!input.force) {
-        const open = incidents.findOpenIncident(db, input.channelId, input.runbook.id);
-        if (open) return { kind: 'duplicate', open };
-      }
-      const id = incidents.insertIncident(db, {
-        runbookId: input.runbook.id,
-        title: input.runbook.title,
-        severity: input.runbook.severity,
-        summary,
-        channelId: input.channelId,
-        declaredBy: input.userId,
-        declaredAt: now,
-        origin: input.origin ?? 'command',
-        metadata: input.idempotencyKey ? { ...input.metadata, idempotencyKey: input.idempotencyKey } : input.metadata,
-        steps: input.runbook.steps.map((step) => ({
-          stepId: step.id,
-          dueAt: step.deadline !== undefined ? now + step.deadline : null,
-          watchEndsAt: step.watch ? now + step.watch.duration : null,
-        })),
-      });
-      this.armStepTimers(id, input.runbook, now);
-      appendAudit(db, { incidentId: id, at: now, actor: input.userId, event: 'incident.declared', details: { runbook: input.runbook.id, origin: input.origin ?? 'command', forced: Boolean(input.force) } });
-      enqueue(db, { incidentId: id, target: 'slack', kind: 'post_incident' }, now);
-      if (input.runbook.pages && this.deps.paging.enabled) this.queuePage(id, 'trigger', input.runbook.severity, 'declared');
-      return { kind: 'declared', incidentId: id };
-    });
-    if (result.kind === 'declared') {
-      this.deps.logger.info({ incidentId: result.incidentId, runbookId: input.runbook.id, userId: input.userId }, 'incident declared');
-      this.afterCommit();
-      this.startOnDeclare(result.incidentId, input.runbook, input.actor ?? { userId: input.userId, isResponder: input.userId === BOT_ACTOR });
-    }
+    const result = inTransaction(this.deps.db, () => this.writeDeclaration({ ...input, summary }, now));
+    this.afterDeclaration(result, input);
     return result;
+  }
+
+  /**
+   * Records a declaration before Slack is acknowledged and returns its id.
+   * It is one small insert, so the incident's rows do not delay the ack, and
+   * a process killed after the ack still opens the incident on restart.
+   */
+  acceptDeclaration(input: { runbook: Runbook; summary: string; channelId: string; userId: string }): number {
+    const summary = checkSummary(input.summary);
+    return insertAccepted(this.deps.db, { receivedAt: this.now, runbookId: input.runbook.id, summary, channelId: input.channelId, userId: input.userId });
+  }
+
+  /**
+   * Turns an accepted declaration into an incident in the transaction that
+   * deletes the accepted row, so a second call finds no row and opens nothing.
+   * Deadlines count from when the command arrived. Returns undefined when the
+   * row is gone or names a runbook this build lacks (logged).
+   */
+  declareAccepted(acceptedId: number, actor?: Actor): DeclareResult | undefined {
+    let declared: { result: DeclareResult; input: DeclareInput } | undefined;
+    inTransaction(this.deps.db, () => {
+      const accepted = takeAccepted(this.deps.db, acceptedId);
+      if (!accepted) return;
+      const runbook = this.deps.runbooks.find(accepted.runbookId);
+      if (!runbook) {
+        this.deps.logger.error({ acceptedId, runbookId: accepted.runbookId, channelId: accepted.channelId, userId: accepted.userId }, 'accepted declaration names an unknown runbook; dropped');
+        return;
+      }
+      const input: DeclareInput = { runbook, summary: accepted.summary, channelId: accepted.channelId, userId: accepted.userId, actor };
+      declared = { result: this.writeDeclaration(input, accepted.receivedAt), input };
+    });
+    if (!declared) return undefined;
+    this.afterDeclaration(declared.result, declared.input);
+    return declared.result;
+  }
+
+  /**
+   * Opens the incidents of declarations accepted before the process stopped
+   * and returns how many there were. The response URL is not stored, so their
+   * declarers get no ephemeral confirmation, only the incident message.
+   */
+  declareLeftoverAccepted(): number {
+    const ids = listAcceptedIds(this.deps.db);
+    for (const acceptedId of ids) {
+      const result = this.declareAccepted(acceptedId);
+      this.deps.logger.info({ acceptedId, incidentId: result?.kind === 'declared' ? result.incidentId : undefined, outcome: result?.kind ?? 'dropped' }, 'accepted declaration resumed after a restart');
+    }
+    return ids.length;
+  }
+
+  private writeDeclaration(input: DeclareInput, now: number): DeclareResult {
+    const { db } = this.deps;
+    if (input.idempotencyKey) {
+      const earlier = incidents.findByIdempotencyKey(db, input.idempotencyKey);
+      if (earlier) return { kind: 'duplicate', open: earlier };
+    }
+    if (!input.force) {
+      const open = incidents.findOpenIncident(db, input.channelId, input.runbook.id);
+      if (open) return { kind: 'duplicate', open };
+    }
+    const id = incidents.insertIncident(db, {
+      runbookId: input.runbook.id,
+      title: input.runbook.title,
+      severity: input.runbook.severity,
+      summary: input.summary,
+      channelId: input.channelId,
+      declaredBy: input.userId,
+      declaredAt: now,
+      origin: input.origin ?? 'command',
+      metadata: input.idempotencyKey ? { ...input.metadata, idempotencyKey: input.idempotencyKey } : input.metadata,
+      steps: input.runbook.steps.map((step) => ({
+        stepId: step.id,
+        dueAt: step.deadline !== undefined ? now + step.deadline : null,
+        watchEndsAt: step.watch ? now + step.watch.duration : null,
+      })),
+    });
+    this.armStepTimers(id, input.runbook, now);
+    appendAudit(db, { incidentId: id, at: now, actor: input.userId, event: 'incident.declared', details: { runbook: input.runbook.id, origin: input.origin ?? 'command', forced: Boolean(input.force) } });
+    enqueue(db, { incidentId: id, target: 'slack', kind: 'post_incident' }, now);
+    if (input.runbook.pages && this.deps.paging.enabled) this.queuePage(id, 'trigger', input.runbook.severity, 'declared');
+    return { kind: 'declared', incidentId: id };
+  }
+
+  private afterDeclaration(result: DeclareResult, input: DeclareInput): void {
+    if (result.kind !== 'declared') return;
+    this.deps.logger.info({ incidentId: result.incidentId, runbookId: input.runbook.id, userId: input.userId }, 'incident declared');
+    this.afterCommit();
+    this.startOnDeclare(result.incidentId, input.runbook, input.actor ?? { userId: input.userId, isResponder: input.userId === BOT_ACTOR });
   }
 
   /** Starts the actions of steps marked runs_on_start; a refusal leaves the step for a person. */

@@ -187,4 +187,16 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE webhook_events ADD COLUMN request_id TEXT;
   CREATE UNIQUE INDEX webhook_events_request ON webhook_events (source, request_id) WHERE request_id IS NOT NULL;
   `,
+  // 4: a declaration is written here before Slack is acknowledged, and
+  // becomes an incident in the transaction that deletes it
+  `
+  CREATE TABLE accepted_declarations (
+    id INTEGER PRIMARY KEY,
+    received_at INTEGER NOT NULL,
+    runbook_id TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    channel_id TEXT NOT NULL,
+    user_id TEXT NOT NULL
+  );
+  `,
 ];
