@@ -30,7 +30,7 @@ export interface BenchBot {
 const POLL_MS = 100;
 
 /**
- * Starts `src/bot/main.ts` in HTTP mode on 127.0.0.1 port 0, with its own
+ * Starts the compiled bot (`dist/src/bot/main.js`, as `npm start` runs it) in HTTP mode on 127.0.0.1 port 0, with its own
  * SQLite file in `dir` and its Web API calls sent to `slackApiUrl`. Paging is
  * off (no PAGERDUTY_ROUTING_KEY), so a declared incident makes Slack calls only.
  */
@@ -48,7 +48,7 @@ export async function startBenchBot(options: BenchBotOptions): Promise<BenchBot>
   const dbPath = join(options.dir, 'bot.sqlite3');
   const child = await startChild({
     name: 'runbook-bot',
-    script: 'src/bot/main.ts',
+    script: 'dist/src/bot/main.js',
     // The same V8 flag as `npm start` and the Dockerfile.
     nodeArgs: [...BOT_NODE_ARGS, ...(options.nodeArgs ?? [])],
     env: {

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/** A process the bench started with `node --import tsx`, so its pid is the program's own. */
+/** A process the bench started with `node` (with `--import tsx` for TypeScript), so its pid is the program's own. */
 export interface BenchChild {
   name: string;
   process: ChildProcess;
@@ -16,12 +16,12 @@ export interface BenchChild {
 
 export interface StartChildOptions {
   name: string;
-  /** Script path relative to the repository root. */
+  /** Script path relative to the repository root: compiled `.js` runs as is, `.ts` through tsx. */
   script: string;
   env: Record<string, string>;
   /** Matches the stdout line that announces the listening port in a `"port":N` field. */
   readyMessage: string;
-  /** Node options placed before `--import tsx`, such as `--cpu-prof`. */
+  /** Node options placed before the script, such as `--cpu-prof`. */
   nodeArgs?: string[];
   timeoutMs?: number;
 }
@@ -29,13 +29,14 @@ export interface StartChildOptions {
 const TAIL_LINES = 40;
 
 /**
- * Starts a TypeScript program as a child process and resolves once it writes a
+ * Starts a program as a child process and resolves once it writes a
  * JSON line with `"msg":"<readyMessage>"` and a port. The bench keeps reading
  * the child's output and keeps only the last lines, so a full pipe does not
  * block the child while the bench runs.
  */
 export async function startChild(options: StartChildOptions): Promise<BenchChild> {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', options.script], {
+  const loader = options.script.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...loader, options.script], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,3 +1,5 @@
+import { MAX_WAIT_MS, QUIET_MS } from '../src/bot/background-lane.ts';
+import { BOT_NODE_ARGS } from '../scripts/node-args.ts';
 import type { LatencySummary } from './load.ts';
 import type { Scenario } from './plan.ts';
 import { evaluateGoals, formatMegabytes as mb, formatMs as ms, p50Ratio, p99Ratio, type BenchResults, type LatencyPair } from './results.ts';
@@ -87,8 +89,9 @@ function setup(results: BenchResults): string {
   const { sequential, paced, concurrent, warmup, memory } = plan;
   return `## Setup
 
-- **Processes.** The bot (\`src/bot/main.ts\`) and the bare app (\`bench/bare-bolt.ts\`) run as
-  child processes started with \`node --import tsx\`, in HTTP mode with Bolt's HTTPReceiver on
+- **Processes.** The bot (\`src/bot/main.ts\`) and the bare app (\`bench/bare-bolt.ts\`) are compiled
+  to JavaScript by \`scripts/build.mjs\`, as \`npm start\` runs the bot, and run as child processes
+  with the same V8 flags (\`node ${BOT_NODE_ARGS.join(' ')}\`), in HTTP mode with Bolt's HTTPReceiver on
   127.0.0.1 port 0. The bare app has one \`/incident\` listener that calls \`ack()\` with no body
   and makes no Web API call. Both run at the same time on the same machine, and the bench
   process that sends the requests shares the same ${machine.cpus} CPUs with them.
@@ -116,8 +119,13 @@ function setup(results: BenchResults): string {
 
   Each scenario runs in rounds (${sequential.rounds}, ${paced.rounds} and ${concurrent.rounds}). A round sends its share to the bare app,
   then to the bot, so that other load on the machine falls on both alike. The bot's outbox is
-  drained before each round, so the bare app never shares the CPUs with it. During its own
-  share the bot posts earlier incidents to Slack while it acks new ones, as in production.
+  drained before each round, so the bare app never shares the CPUs with it.
+- **Work behind an ack.** Before it acks a declaration, the bot writes one row to SQLite, so a
+  process killed after the ack still opens the incident when it starts again. The incident's
+  rows, its two Slack posts and the response_url confirmation wait until requests pause for
+  ${QUIET_MS} ms, or ${MAX_WAIT_MS} ms at most (\`src/bot/background-lane.ts\`), as in production. Back to back
+  and ${concurrent.concurrency} concurrent, requests seldom pause, so much of that work falls after a round's last ack;
+  the *confirmed* rows and the outbox times below show what it costs.
 - **Memory.** A second bot process with a new database receives ${memory.incidents} signed
   \`/incident secret-key\` commands (${memory.concurrency} in flight) through the same command path. The bench
   reads \`VmRSS\` and \`VmHWM\` from \`/proc/<pid>/status\` at start and once the outbox has
