@@ -107,7 +107,7 @@ export function evaluateGoals(results: BenchResults): Goal[] {
   const allIncidents = memory.openIncidents === plan.memory.incidents;
   return [
     {
-      name: `p50 bot / bare, sequential, at most ${GOALS.maxP50Ratio}`,
+      name: `p50 bot / bare, sequential back to back, at most ${GOALS.maxP50Ratio}`,
       measured: p50Ratio(sequential).toFixed(2),
       met: p50Ratio(sequential) <= GOALS.maxP50Ratio,
     },
