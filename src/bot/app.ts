@@ -34,6 +34,7 @@ import { registerSecret } from './redact.ts';
 import { ResponderDirectory } from './responders.ts';
 import { captureError } from './sentry.ts';
 import { SlackPublisher } from './slack-publisher.ts';
+import { answerIfUnanswered, bufferSlackRequest, processEventErrorHandler, rejectMalformedBodies } from './slack-request-guard.ts';
 import { TimerScheduler } from './timer-scheduler.ts';
 
 export interface BotOptions {
@@ -143,6 +144,8 @@ export function createBot(options: BotOptions): Bot {
       timeout: 10_000,
     },
   });
+
+  rejectMalformedBodies(app);
 
   const actions = options.actions ?? buildActions(config, logger, { db, backupLedger: backupLedgerFor(db) });
   const responders = new ResponderDirectory(config.responders, { client: app.client, clock, logger });
@@ -351,12 +354,15 @@ function createReceiver(config: Config, routes: CustomRoute[], logger: Logger, l
     logger: boltLogger(logger),
     // Reply to a request that no listener acknowledged before Slack's 3 s limit.
     unhandledRequestTimeoutMillis: 2900,
+    processEventErrorHandler: processEventErrorHandler(logger),
   });
   rejectFutureTimestamps(receiver, logger);
   const listener = receiver.requestListener;
   receiver.requestListener = (req, res) => {
     lane.track(req, res);
-    listener(req, res);
+    if (req.method !== 'POST' || !req.url?.startsWith('/slack/events')) return listener(req, res);
+    answerIfUnanswered(req, res, logger);
+    bufferSlackRequest(req, res, logger, () => listener(req, res));
   };
   return receiver;
 }
