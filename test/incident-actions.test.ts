@@ -72,6 +72,13 @@ describe('incident actions on a real Django 4.2', () => {
     expect((await envValue(site, 'DJANGO_SECRET_KEY_FALLBACKS')) ?? '').toBe('');
   });
 
+  it('incident rotation drops older fallbacks', async () => {
+    // A planned rotation a few hours earlier left its old key as a fallback.
+    await new EnvFileStore(site.envFile).write({ DJANGO_SECRET_KEY_FALLBACKS: 'an-older-key-from-the-planned-rotation' });
+    await bot.click(ALEX, 'step.run', 'rotate');
+    expect((await envValue(site, 'DJANGO_SECRET_KEY_FALLBACKS')) ?? '').toBe('');
+  });
+
   it('incident rotation logs users out at once', async () => {
     const browser = new DjangoBrowser(site.baseUrl);
     expect(await browser.login('alice')).toBe(200);
