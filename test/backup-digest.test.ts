@@ -3,6 +3,8 @@ import { join } from 'node:path';
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
+import { countBackupsSince, recordBackup } from '../src/store/backups.ts';
+import { openDatabase } from '../src/store/db.ts';
 import { startTestBot, type TestBot } from './helpers/bot.ts';
 import { waitFor } from './helpers/child-bot.ts';
 import { createDjangoProject, removeDjangoTemplate, type DjangoProject } from './helpers/django-db.ts';
@@ -93,7 +95,7 @@ describe('weekly backup digest after a week of backups', () => {
   });
 
   it('digest counts only the last 7 days', () => {
-    expect(digests(bot).at(-1)).toContain('6 good and 1 failed backups in the last 7 days');
+    expect(digests(bot).at(-1)).toContain('6 good and 1 failed database backups in the last 7 days');
   });
 
   it('digest names the newest database backup', () => {
@@ -130,7 +132,7 @@ describe('weekly backup digest without a good backup', () => {
     await advanceTo(bot, monday + 8.5 * HOUR_MS);
     const digest = digests(bot).at(-1);
 
-    expect(digest).toContain('0 good and 1 failed backups in the last 7 days');
+    expect(digest).toContain('0 good and 1 failed database backups in the last 7 days');
     expect(digest).toContain(':warning: No good database backup in the last 7 days.');
   });
 });
@@ -165,5 +167,34 @@ describe('weekly backup digest in SCHEDULE_TZ', () => {
     await advanceTo(bot, mondayUtc + 30 * 60_000);
 
     expect(digests(bot).length - before).toBe(1);
+  });
+});
+
+describe('countBackupsSince', () => {
+  const since = Date.UTC(2026, 2, 2);
+  let counts: ReturnType<typeof countBackupsSince>;
+
+  beforeAll(() => {
+    const db = openDatabase(':memory:');
+    // 600 hourly database backups, more than one page of listBackups.
+    for (let hour = 0; hour < 600; hour++) {
+      recordBackup(db, { kind: 'database', path: `/b/db-${hour}`, createdAt: since + hour * HOUR_MS, status: hour % 100 === 0 ? 'failed' : 'good' });
+    }
+    recordBackup(db, { kind: 'env', path: '/b/env-1', createdAt: since + HOUR_MS, status: 'good' });
+    recordBackup(db, { kind: 'database', path: '/b/old', createdAt: since - HOUR_MS, status: 'good' });
+    counts = countBackupsSince(db, since);
+    db.close();
+  });
+
+  it('counts every good database backup', () => {
+    expect(counts.database.good).toBe(594);
+  });
+
+  it('counts failed database backups', () => {
+    expect(counts.database.failed).toBe(6);
+  });
+
+  it('counts .env backups apart', () => {
+    expect(counts.env.good).toBe(1);
   });
 });

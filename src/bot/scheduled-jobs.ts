@@ -4,7 +4,7 @@ import { BOT_ACTOR, ROTATED_SECRETS, type Engine } from '../runbooks/engine.ts';
 import { escapeText, slackDate } from '../runbooks/mrkdwn.ts';
 import { ACTION_IDS, renderNotice, type SlackMessage } from '../runbooks/render.ts';
 import type { RunbookCatalog } from '../runbooks/loader.ts';
-import { listBackups } from '../store/backups.ts';
+import { countBackupsSince, newestGoodBackup } from '../store/backups.ts';
 import type { Db } from '../store/db.ts';
 import { rotationHistory } from '../store/rotations.ts';
 import { getSetting, setSetting } from '../store/settings.ts';
@@ -82,17 +82,19 @@ async function runScheduledBackup(deps: JobDeps, slot: SlotRun): Promise<void> {
 
 function postBackupDigest(deps: JobDeps): void {
   const channel = opsChannel(deps);
-  if (!channel) return;
-  const since = deps.clock.now() - 7 * DAY_MS;
-  const recent = listBackups(deps.db, { limit: 500 }).filter((backup) => backup.createdAt >= since);
-  const good = recent.filter((backup) => backup.status !== 'failed');
-  const failed = recent.filter((backup) => backup.status === 'failed');
-  const newest = good.find((backup) => backup.kind === 'database');
+  if (!channel) {
+    deps.logger.warn('weekly backup digest not posted: set OPS_CHANNEL or INCIDENT_CHANNEL');
+    return;
+  }
+  const counts = countBackupsSince(deps.db, deps.clock.now() - 7 * DAY_MS);
+  const newest = newestGoodBackup(deps.db, 'database');
+  const recentEnough = newest && newest.createdAt >= deps.clock.now() - 7 * DAY_MS;
   const lines = [
-    `:floppy_disk: *Weekly backup digest*: ${good.length} good and ${failed.length} failed backups in the last 7 days.`,
-    newest ? `Newest database backup: \`${escapeText(newest.path)}\` at ${slackDate(newest.createdAt)}.` : ':warning: No good database backup in the last 7 days.',
+    `:floppy_disk: *Weekly backup digest*: ${counts.database.good} good and ${counts.database.failed} failed database backups in the last 7 days.`,
+    ...(counts.env.good + counts.env.failed > 0 ? [`.env backups: ${counts.env.good} good and ${counts.env.failed} failed.`] : []),
+    recentEnough ? `Newest database backup: \`${escapeText(newest.path)}\` at ${slackDate(newest.createdAt)}.` : ':warning: No good database backup in the last 7 days.',
   ];
-  deps.engine.postToChannel(channel, renderNotice(lines.join('\n')), 'backup.digest', { good: good.length, failed: failed.length });
+  deps.engine.postToChannel(channel, renderNotice(lines.join('\n')), 'backup.digest', { good: counts.database.good, failed: counts.database.failed });
 }
 
 function openScheduledRunbook(deps: JobDeps, runbookId: string, slot: SlotRun): void {

@@ -125,3 +125,16 @@ export function markPruned(db: Db, ids: number[]): number {
   });
   return markAll(ids);
 }
+
+/** Backups made since `since`, counted by kind and outcome; a pruned copy counts as good. */
+export function countBackupsSince(db: Db, since: number): Record<BackupKind, { good: number; failed: number }> {
+  const rows = db
+    .prepare(
+      `SELECT kind, SUM(status != 'failed') AS good, SUM(status = 'failed') AS failed
+         FROM backups WHERE created_at >= ? GROUP BY kind`,
+    )
+    .all(since) as Array<{ kind: BackupKind; good: number; failed: number }>;
+  const counts: Record<BackupKind, { good: number; failed: number }> = { database: { good: 0, failed: 0 }, env: { good: 0, failed: 0 } };
+  for (const row of rows) counts[row.kind] = { good: row.good, failed: row.failed };
+  return counts;
+}
