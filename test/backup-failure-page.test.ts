@@ -155,12 +155,43 @@ describe('scheduled backup into a missing folder', () => {
     expect(failureNotices(bot)).toHaveLength(2);
   });
 
-  it('backup after the fix pages nobody', async () => {
+  it('backup after the fix resolves the page', async () => {
     mkdirSync(backupDir);
     await runDailyBackup(bot);
 
-    expect(pagerDuty.events).toHaveLength(1);
+    expect(pagerDuty.events).toHaveLength(2);
+    expect(pagerDuty.events[1].action).toBe('resolve');
+    expect(pagerDuty.events[1].dedupKey).toBe(`runbook-bot-backup-${slot}`);
     expect(failureNotices(bot)).toHaveLength(1);
+  });
+
+  it('resolution is reported in the ops channel', async () => {
+    mkdirSync(backupDir);
+    await runDailyBackup(bot);
+
+    const resolved = bot.messages().filter((message) => message.channel === OPS_CHANNEL && message.text.includes('resolved in PagerDuty'));
+    expect(resolved).toHaveLength(1);
+  });
+
+  it('two failed days resolve together', async () => {
+    const second = await runDailyBackup(bot);
+    mkdirSync(backupDir);
+    await runDailyBackup(bot);
+
+    const resolves = pagerDuty.events.filter((event) => event.action === 'resolve').map((event) => event.dedupKey);
+    expect(resolves).toEqual([`runbook-bot-backup-${slot}`, `runbook-bot-backup-${second}`]);
+  });
+
+  it('a later good backup resolves nothing again', async () => {
+    mkdirSync(backupDir);
+    await runDailyBackup(bot);
+    await runDailyBackup(bot);
+
+    expect(pagerDuty.events.filter((event) => event.action === 'resolve')).toHaveLength(1);
+  });
+
+  it('page is sent at error severity', () => {
+    expect((pagerDuty.events[0].body.payload as { severity: string }).severity).toBe('error');
   });
 });
 

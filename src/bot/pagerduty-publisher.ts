@@ -74,10 +74,14 @@ export class PagerDutyPublisher {
     }
   };
 
-  /** Sends a page outside any incident, such as a failed backup. */
+  /**
+   * Sends or resolves a page outside any incident, such as a failed backup,
+   * through the routing key of its `runbook` (backup) or the default one.
+   */
   private async deliverOps(message: OutboxRow): Promise<DeliveryResult> {
-    const routingKey = this.deps.config.pagerDuty.routingKey;
+    const routingKey = this.routingKeyFor(String(message.payload.runbook ?? 'backup'));
     if (!routingKey) return { kind: 'failed', error: 'PAGERDUTY_ROUTING_KEY is not set' };
+    const action = message.payload.action === 'resolve' ? 'resolve' : 'trigger';
     const result = await sendPagerDutyEvent({
       server: this.deps.config.pagerDuty.server,
       routingKey,
@@ -85,14 +89,14 @@ export class PagerDutyPublisher {
       logger: this.deps.logger.child({ outboxId: message.id }),
       ca: this.deps.ca,
       event: {
-        action: 'trigger',
+        action,
         dedupKey: String(message.payload.dedupKey),
         summary: String(message.payload.summary).slice(0, 1024),
         source: 'runbook-bot',
         severity: message.payload.severity as PagerDutySeverity,
       },
     });
-    if (result.outcome === 'accepted') return { kind: 'delivered', result: { dedupKey: result.dedupKey } };
+    if (result.outcome === 'accepted') return { kind: 'delivered', result: { dedupKey: result.dedupKey, action } };
     if (result.outcome === 'rejected') return { kind: 'failed', error: `PagerDuty rejected the event (HTTP ${result.status}): ${result.message}` };
     return { kind: 'retry', error: result.reason, retryAfterMs: result.retryAfterMs };
   }

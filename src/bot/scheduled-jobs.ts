@@ -67,6 +67,7 @@ async function runScheduledBackup(deps: JobDeps, slot: SlotRun): Promise<void> {
   try {
     await action.run({ incidentId: 0, declaredAt: slot.at, metadata: {}, stepId: 'schedule', inputs: {}, reason: 'periodic', clock: deps.clock, logger }, {});
     logger.info({ lateMs: slot.lateMs, caughtUp: slot.caughtUp }, 'scheduled backup done');
+    resolveBackupPages(deps, slot);
   } catch (error) {
     const reason = error instanceof ActionError ? error.message : String(error);
     const channel = opsChannel(deps);
@@ -75,8 +76,42 @@ async function runScheduledBackup(deps: JobDeps, slot: SlotRun): Promise<void> {
     if (channel) {
       deps.engine.postToChannel(channel, renderNotice(`:x: *Backup failed* (${escapeText(slot.id)}): ${escapeText(reason)}. ${escapeText(pagingText)} Run \`/incident backup\` once it is fixed.`), 'backup.failed', { slot: slot.id });
     }
-    deps.engine.pageOps({ dedupKey: `runbook-bot-backup-${slot.slot}`, summary: `runbook-bot: backup ${slot.id} failed: ${reason}`, severity: 'warning', channel, subject: `backup ${slot.id}` });
+    const dedupKey = `runbook-bot-backup-${slot.slot}`;
+    deps.engine.pageOps({ dedupKey, summary: `runbook-bot: backup ${slot.id} failed: ${reason}`, severity: 'error', channel, subject: `backup ${slot.id}` });
+    if (paging.enabled) setOpenBackupPages(deps, [...openBackupPages(deps).filter((key) => key !== dedupKey), dedupKey]);
     throw error;
+  }
+}
+
+/** Dedup keys of failed-backup pages not yet resolved, kept across restarts. */
+const OPEN_BACKUP_PAGES_SETTING = 'open_backup_pages';
+
+function openBackupPages(deps: JobDeps): string[] {
+  try {
+    const keys: unknown = JSON.parse(getSetting(deps.db, OPEN_BACKUP_PAGES_SETTING) ?? '[]');
+    return Array.isArray(keys) ? keys.filter((key): key is string => typeof key === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
+function setOpenBackupPages(deps: JobDeps, keys: string[]): void {
+  setSetting(deps.db, OPEN_BACKUP_PAGES_SETTING, JSON.stringify(keys));
+}
+
+/** Resolves the pages of earlier failed backups once a scheduled backup succeeds, and posts a notice in OPS_CHANNEL. */
+function resolveBackupPages(deps: JobDeps, slot: SlotRun): void {
+  const keys = openBackupPages(deps);
+  if (keys.length === 0) return;
+  for (const dedupKey of keys) {
+    deps.engine.pageOps({ dedupKey, summary: `runbook-bot: backup ${slot.id} succeeded`, severity: 'info', action: 'resolve' });
+  }
+  setOpenBackupPages(deps, []);
+  deps.logger.info({ slot: slot.id, resolved: keys }, 'failed-backup pages resolved');
+  const channel = opsChannel(deps);
+  if (channel) {
+    const pages = keys.length === 1 ? 'the page of the failed backup is' : `the ${keys.length} pages of the failed backups are`;
+    deps.engine.postToChannel(channel, renderNotice(`:white_check_mark: Backup ${escapeText(slot.id)} succeeded, so ${pages} resolved in PagerDuty.`), 'backup.pages_resolved', { slot: slot.id, resolved: keys.length });
   }
 }
 

@@ -1008,16 +1008,18 @@ export class Engine {
   }
 
   /**
-   * Pages outside any incident (a failed backup), under its own dedup key.
-   * When `channel` is set, delivery problems are posted there, naming `subject`.
+   * Pages outside any incident (a failed backup), under its own dedup key,
+   * or resolves such a page with `action: 'resolve'`. When `channel` is set,
+   * delivery problems are posted there, naming `subject`.
    */
-  pageOps(page: { dedupKey: string; summary: string; severity: 'critical' | 'error' | 'warning' | 'info'; channel?: string; subject?: string }): void {
+  pageOps(page: { dedupKey: string; summary: string; severity: 'critical' | 'error' | 'warning' | 'info'; channel?: string; subject?: string; action?: 'trigger' | 'resolve' }): void {
     if (!this.deps.paging.enabled) return;
     inTransaction(this.deps.db, () => {
       enqueue(this.deps.db, { incidentId: null, target: 'pagerduty', kind: 'pagerduty_ops', payload: page }, this.now);
     });
     this.deps.onOutbox();
   }
+
 
   /** Records a rotation that was done outside the bot, so reminders count from it. */
   recordOutsideRotation(secretName: string, actor: Actor): void {
