@@ -316,3 +316,33 @@ describe('backup page when PagerDuty misbehaves', () => {
     expect(notices[0]).toContain('PAGERDUTY_ROUTING_KEY');
   });
 });
+
+describe('backup page with a backup routing key only', () => {
+  const BACKUP_KEY = 'b'.repeat(32);
+  let pagerDuty: PagerDutyServer;
+  let dir: ReturnType<typeof tempDir>;
+  let bot: TestBot;
+
+  beforeEach(async () => {
+    pagerDuty = await startPagerDutyServer(certificates, [BACKUP_KEY]);
+    dir = tempDir('backup-page-key-');
+    const backupDir = join(dir.path, 'backups');
+    mkdirSync(backupDir);
+    bot = await startTestBot({
+      env: { PAGERDUTY_ROUTING_KEY_BACKUP: BACKUP_KEY, PAGERDUTY_SERVER: pagerDuty.host, OPS_CHANNEL, DJANGO_DATABASE_PATH: project.databasePath, BACKUP_DIR: backupDir },
+      pagerDutyCa: certificates.ca,
+    });
+    rmSync(backupDir, { recursive: true });
+    await runDailyBackup(bot);
+  });
+
+  afterEach(async () => {
+    await bot.close();
+    await pagerDuty.close();
+    dir.remove();
+  });
+
+  it('page goes through the backup key', () => {
+    expect(pagerDuty.events.map((event) => event.body.routing_key)).toEqual([BACKUP_KEY]);
+  });
+});
