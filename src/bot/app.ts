@@ -359,8 +359,10 @@ function createReceiver(config: Config, routes: CustomRoute[], logger: Logger, l
   rejectFutureTimestamps(receiver, logger);
   const listener = receiver.requestListener;
   receiver.requestListener = (req, res) => {
-    lane.track(req, res);
+    // Only Slack's requests wait for an ack; the sandbox page's event stream
+    // and the bot's own Web API calls to the sandbox must not hold work back.
     if (req.method !== 'POST' || !req.url?.startsWith('/slack/events')) return listener(req, res);
+    lane.track(req, res);
     answerIfUnanswered(req, res, logger);
     bufferSlackRequest(req, res, logger, () => listener(req, res));
   };
