@@ -24,6 +24,12 @@ function threadPosts(harness: EngineHarness, incidentId: number): string[] {
     .map((row) => (row.payload.message as { text: string }).text);
 }
 
+/** Returns the mrkdwn of the incident's escalation post. */
+function escalationText(harness: EngineHarness, incidentId: number): string {
+  const row = listOutbox(harness.db, incidentId, 'slack').find((candidate) => JSON.stringify(candidate.payload).includes('Deadline missed'))!;
+  return JSON.stringify((row.payload.message as { blocks: unknown }).blocks);
+}
+
 function declareSecretKey(harness: EngineHarness, summary = 'Key pasted in a public gist'): number {
   const runbook = harness.runbooks.find('secret-key')!;
   const result = harness.engine.declare({ runbook, summary, channelId: 'C0SBXINCIDENTS', userId: ALEX.userId });
@@ -132,6 +138,41 @@ describe('engine', () => {
     fireDue(harness);
     const escalation = listOutbox(harness.db, id).find((row) => JSON.stringify(row.payload).includes('Deadline missed'))!;
     expect(escalation.payload.broadcast).toBe(true);
+  });
+
+  it('escalation names the declarer', () => {
+    const id = declareSecretKey(harness);
+    harness.clock.advance(15 * MINUTE);
+    fireDue(harness);
+    expect(escalationText(harness, id)).toContain(`<@${ALEX.userId}> declared this incident`);
+  });
+
+  it('escalation names a new lead', () => {
+    const id = declareSecretKey(harness);
+    harness.engine.takeLead(id, SAM);
+    harness.clock.advance(15 * MINUTE);
+    fireDue(harness);
+    expect(escalationText(harness, id)).toContain(`<@${SAM.userId}> leads it`);
+  });
+
+  it('escalation names the assignee', () => {
+    const id = declareSecretKey(harness);
+    harness.engine.assignStep(id, 'rotate', ALEX, 'U0SBXPAT');
+    harness.clock.advance(15 * MINUTE);
+    fireDue(harness);
+    expect(escalationText(harness, id)).toContain('<@U0SBXPAT> has the step');
+  });
+
+  it('second Done by the same person', () => {
+    const id = declareSecretKey(harness);
+    harness.engine.completeStep(id, 'notify', ALEX);
+    expect(() => harness.engine.completeStep(id, 'notify', ALEX)).toThrow(/^You already marked "[^"]+" done, so nothing changed\.$/);
+  });
+
+  it('assignment is posted in the thread', () => {
+    const id = declareSecretKey(harness);
+    harness.engine.assignStep(id, 'rotate', ALEX, SAM.userId);
+    expect(threadPosts(harness, id).at(-1)).toContain(`<@${ALEX.userId}> assigned <@${SAM.userId}> the step`);
   });
 
   it('reminders come 5 and 1 minutes before the deadline', () => {

@@ -39,6 +39,12 @@ describe('rendering', () => {
     return (result as { incidentId: number }).incidentId;
   }
 
+  it('cancel dialog offers to keep it open', () => {
+    const id = declare('secret-key', 'x');
+    const text = JSON.stringify(renderIncidentMessage(harness.engine.view(id)).blocks);
+    expect(text).toContain('"deny":{"type":"plain_text","text":"Keep it open"}');
+  });
+
   it('60-step checklist splits into several valid messages', () => {
     const parts = renderChecklist(harness.engine.view(declare('long', 'x')));
     expect(parts.length).toBeGreaterThan(1);

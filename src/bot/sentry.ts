@@ -260,7 +260,7 @@ export function initSentry(options: SentryInitOptions): SentryHandle {
   const dsn = options.dsn?.trim() ?? '';
   if (dsn === '') {
     active = { enabled: false, logger: options.logger };
-    options.logger.info({ environment: options.environment }, 'sentry disabled');
+    options.logger.info('sentry disabled: SENTRY_DSN_BOT is not set');
     return { enabled: false, flush: async () => true, close: async () => closeHandle(false) };
   }
 

@@ -32,7 +32,10 @@ export async function startBotForMode(config: Config, logger: Logger, options: P
   };
   await bot.start();
   if (config.mode === 'sandbox') {
-    logger.info({ url: `http://${config.host}:${bot.port}` }, 'sandbox workspace ready: open this URL in a browser');
+    const url = `http://${config.host}:${bot.port}`;
+    logger.info({ url }, 'sandbox workspace ready: open this URL in a browser');
+    // In a terminal, also print the URL as plain text between the JSON log lines.
+    if (process.stderr.isTTY) process.stderr.write(`\n  Sandbox: ${url}  (Ctrl-C stops the bot)\n\n`);
   }
   return bot;
 }

@@ -34,7 +34,7 @@ export function incidentCommand(deps: HandlerDeps) {
         if (!result) return;
         if (result.kind === 'duplicate') {
           const link = await permalinkOf(client, result.open.channelId, result.open.messageTs, deps);
-          await respond(duplicateReply(runbook, result.open.id, result.open.declaredAt, link, summary));
+          await respond(duplicateReply(runbook, result.open, link, summary));
           return;
         }
         await respond({ response_type: 'ephemeral', text: `Declared incident #${result.incidentId}: ${escapeText(runbook.title)}. The checklist opens in a thread in this channel.` });
@@ -171,13 +171,14 @@ function schedulesText(deps: HandlerDeps): string {
   return lines.join('\n');
 }
 
-function duplicateReply(runbook: Runbook, openId: number, declaredAt: number, permalink: string | undefined, summary: string) {
-  const where = permalink ? `<${permalink}|incident #${openId}>` : `incident #${openId}`;
+function duplicateReply(runbook: Runbook, open: { id: number; title: string; declaredAt: number }, permalink: string | undefined, summary: string) {
+  const where = permalink ? `<${permalink}|incident #${open.id}>` : `incident #${open.id}`;
   return {
     response_type: 'ephemeral' as const,
-    text: `${runbook.title} already has an open incident here: #${openId}.`,
+    text: `${open.title} already has an open incident here: #${open.id}.`,
     blocks: [
-      { type: 'section', text: { type: 'mrkdwn', text: `*${escapeText(runbook.title)}* already has an open incident in this channel: ${where}, declared ${slackDate(declaredAt)}. Work that one, or open another if this is a separate event.` } },
+      // The open incident's own title: the runbook's may have changed since it was declared.
+      { type: 'section', text: { type: 'mrkdwn', text: `*${escapeText(open.title)}* already has an open incident in this channel: ${where}, declared ${slackDate(open.declaredAt)}. Work that one, or open another if this is a separate event.` } },
       {
         type: 'actions',
         block_id: 'declare_anyway',

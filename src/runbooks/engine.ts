@@ -285,6 +285,10 @@ export class Engine {
   completeStep(incidentId: number, stepId: string, actor: Actor): void {
     const now = this.now;
     this.changeStep(incidentId, stepId, actor, 'step.done', (incident, step) => {
+      if (step.status === 'done' && step.doneBy === actor.userId) {
+        // A double click: the first click did it, so say so plainly.
+        throw new UserError('invalid_transition', `You already marked "${this.stepDef(incident, step.stepId).title}" done, so nothing changed.`);
+      }
       this.requireStatus(incident, step, 'pending', 'mark it done');
       this.requirePrerequisites(incident, this.stepDef(incident, stepId));
       incidents.setStepStatus(this.deps.db, incidentId, stepId, { status: 'done', by: actor.userId, at: now });
@@ -329,6 +333,11 @@ export class Engine {
         throw new UserError('invalid_input', `<@${assignee}> is not a responder, so they could not change this critical incident. Pick a responder.`);
       }
       incidents.setStepAssignee(this.deps.db, incidentId, stepId, assignee);
+      // Slack does not notify a person mentioned in an edited message, so the
+      // assignment gets a thread reply of its own.
+      const title = this.runbookOf(incident).steps.find((candidate) => candidate.id === stepId)?.title ?? stepId;
+      const who = assignee === actor.userId ? `${mentionUser(assignee)} took` : `${mentionUser(actor.userId)} assigned ${mentionUser(assignee)}`;
+      this.queuePost(incidentId, renderNotice(`:bust_in_silhouette: ${who} the step *${escapeText(title)}*.`));
     }, { assignee });
   }
 

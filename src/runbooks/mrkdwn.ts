@@ -26,10 +26,17 @@ export function mentionUser(userId: string): string {
 }
 
 /**
+ * Day and time, such as "today at 9:51 AM" or "Dec 4 at 9:51 AM". Slack's
+ * clients fill in the day when the message is read, so it stays right on a
+ * message that is not edited again.
+ */
+export const DATE_AND_TIME = '{date_short_pretty} at {time}';
+
+/**
  * A time that each reader sees in their own time zone, with a UTC fallback
  * for clients that cannot render date tokens.
  */
-export function slackDate(ms: number, format = '{date_short_pretty} {time}'): string {
+export function slackDate(ms: number, format = DATE_AND_TIME): string {
   const seconds = Math.floor(ms / 1000);
   return `<!date^${seconds}^${format}|${utcFallback(ms)}>`;
 }

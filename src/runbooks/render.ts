@@ -78,7 +78,7 @@ function button(
   text: string,
   actionId: string,
   value: ButtonValue,
-  options: { style?: 'primary' | 'danger'; confirm?: { title: string; text: string; confirm: string } } = {},
+  options: { style?: 'primary' | 'danger'; confirm?: { title: string; text: string; confirm: string; deny?: string } } = {},
 ) {
   return {
     type: 'button' as const,
@@ -92,7 +92,7 @@ function button(
             title: { type: 'plain_text' as const, text: truncate(options.confirm.title, 100) },
             text: { type: 'plain_text' as const, text: truncate(options.confirm.text, LIMITS.confirmText) },
             confirm: { type: 'plain_text' as const, text: truncate(options.confirm.confirm, 30) },
-            deny: { type: 'plain_text' as const, text: 'Cancel' },
+            deny: { type: 'plain_text' as const, text: truncate(options.confirm.deny ?? 'Cancel', 30) },
             ...(options.style === 'danger' ? { style: 'danger' as const } : {}),
           },
         }
@@ -141,7 +141,7 @@ export function renderIncidentMessage(view: IncidentView): SlackMessage {
   const lines = [`*Progress:* ${progress.finished} of ${progress.total} steps`];
   const next = nextDeadline(view);
   if (open && next) {
-    lines.push(`*Next deadline:* ${escapeText(next.def.title)}: due ${slackDate(next.row.dueAt!, '{time}')}, ${countdownLabel(view)}`);
+    lines.push(`*Next deadline:* ${escapeText(next.def.title)}: due ${slackDate(next.row.dueAt!)}, ${countdownLabel(view)}`);
   }
   if (!open && incident.resolvedAt) lines.push(`*${statusWord}* at ${slackDate(incident.resolvedAt)}`);
   blocks.push(section(lines.join('\n')));
@@ -163,6 +163,8 @@ export function renderIncidentMessage(view: IncidentView): SlackMessage {
           title: 'Cancel this incident?',
           text: 'Cancelling closes the incident without finishing its steps, stops its timers and resolves its page.',
           confirm: 'Cancel incident',
+          // Slack's default "Cancel" beside "Cancel incident" would read as the same choice.
+          deny: 'Keep it open',
         },
       }),
     );
@@ -285,7 +287,7 @@ function describeStepStatus(view: IncidentView, step: StepView): string[] {
 
 function describeDeadline(view: IncidentView, step: StepView): string {
   const { row } = step;
-  const due = slackDate(row.dueAt!, '{time}');
+  const due = slackDate(row.dueAt!);
   if (row.status === 'pending') {
     // No countdown here: it would change the checklist every minute. The
     // incident message carries the countdown.
@@ -364,16 +366,26 @@ export function renderChecklist(view: IncidentView): SlackMessage[] {
 export function renderReminder(view: IncidentView, step: StepView, lateMs: number): SlackMessage {
   const remaining = step.row.dueAt! - view.now;
   const who = step.row.assignee ? mentionUser(step.row.assignee) : mentionUser(view.incident.leadUserId);
-  const text = `:alarm_clock: Reminder: *${escapeText(step.def.title)}* is due ${slackDate(step.row.dueAt!, '{time}')} (${remaining >= 0 ? `in ${formatDuration(remaining)}` : `${formatDuration(-remaining)} ago`}). ${who}${lateNote(lateMs)}`;
+  const text = `:alarm_clock: Reminder: *${escapeText(step.def.title)}* is due ${slackDate(step.row.dueAt!)} (${remaining >= 0 ? `in ${formatDuration(remaining)}` : `${formatDuration(-remaining)} ago`}). ${who}${lateNote(lateMs)}`;
   return { text: `Reminder: ${step.def.title} is due soon`, blocks: [section(text)] };
 }
 
 export function renderEscalation(view: IncidentView, step: StepView, lateMs: number): SlackMessage {
   const text = [
-    `<!channel> :rotating_light: *Deadline missed* on incident #${view.incident.id}: *${escapeText(step.def.title)}* was due at ${slackDate(step.row.dueAt!, '{time}')}.`,
-    `${mentionUser(view.incident.declaredBy)}, you declared this incident: finish the step or hand it to someone who can.${lateNote(lateMs)}`,
+    `<!channel> :rotating_light: *Deadline missed* on incident #${view.incident.id}: *${escapeText(step.def.title)}* was due ${slackDate(step.row.dueAt!)}.`,
+    `${escalationAddressees(view, step)}: finish the step or hand it to someone who can.${lateNote(lateMs)}`,
   ].join('\n');
   return { text: `Deadline missed: ${step.def.title}`, blocks: [section(text)] };
+}
+
+/** Names the declarer, and the lead and the step's assignee when they are other people. */
+function escalationAddressees(view: IncidentView, step: StepView): string {
+  const { declaredBy, leadUserId } = view.incident;
+  const roles = [`${mentionUser(declaredBy)} declared this incident`];
+  if (leadUserId !== declaredBy) roles.push(`${mentionUser(leadUserId)} leads it`);
+  const assignee = step.row.assignee;
+  if (assignee && assignee !== declaredBy && assignee !== leadUserId) roles.push(`${mentionUser(assignee)} has the step`);
+  return roles.join(', ');
 }
 
 export function renderWatchCheckin(view: IncidentView, step: StepView, elapsedMs: number, lateMs: number, findings?: string): SlackMessage {

@@ -21,9 +21,10 @@ export function renderTimeline(view: IncidentView, events: string[] = []): Slack
     const metOn = row.status === 'done' && row.doneAt !== null && row.doneAt <= row.dueAt!;
     let verdict: string;
     if (metOn) verdict = 'met';
+    else if (row.status === 'done' && row.doneAt !== null) verdict = `*missed*: done ${slackDate(row.doneAt)}, ${formatDuration(row.doneAt - row.dueAt!)} late`;
     else if (row.deadlineMissed || row.dueAt! <= end) verdict = '*missed*';
     else verdict = `not reached: the incident was ${incident.status} before it`;
-    lines.push(`• ${step.number}. ${escapeText(step.def.title)}: due ${slackDate(row.dueAt!, '{time}')}, ${verdict}`);
+    lines.push(`• ${step.number}. ${escapeText(step.def.title)}: due ${slackDate(row.dueAt!)}, ${verdict}`);
   }
   return { text: `Timeline of incident #${incident.id}`, blocks: splitIntoSections(lines) };
 }
