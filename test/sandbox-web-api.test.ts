@@ -138,6 +138,34 @@ describe('Slack Web API double', () => {
     await double.close();
   });
 
+  describe('channel history', () => {
+    beforeEach(() => {
+      for (let index = 0; index < 5; index++) double.workspace.addMessage({ channel: INCIDENTS, userId: 'U0SBXALEX', text: `m${index}` });
+    });
+
+    it('cursor pages cover every message', async () => {
+      const texts: string[] = [];
+      let cursor = '';
+      do {
+        const { body } = await callForm(double, 'conversations.history', { channel: INCIDENTS, limit: '2', ...(cursor ? { cursor } : {}) });
+        texts.push(...(body.messages as Array<{ text: string }>).map((message) => message.text));
+        cursor = body.response_metadata.next_cursor;
+      } while (cursor);
+      expect(texts).toEqual(['m4', 'm3', 'm2', 'm1', 'm0']);
+    });
+
+    it('oldest keeps later messages only', async () => {
+      const all = (await callForm(double, 'conversations.history', { channel: INCIDENTS })).body.messages as Array<{ ts: string; text: string }>;
+      const { body } = await callForm(double, 'conversations.history', { channel: INCIDENTS, oldest: all[2].ts });
+      expect((body.messages as Array<{ text: string }>).map((message) => message.text)).toEqual(['m4', 'm3']);
+    });
+
+    it('foreign cursor gets invalid_cursor', async () => {
+      const { body } = await callForm(double, 'conversations.history', { channel: INCIDENTS, cursor: 'bm90LWEtY3Vyc29y' });
+      expect(body.error).toBe('invalid_cursor');
+    });
+  });
+
   describe('authentication', () => {
     it('auth.test returns bot identity', async () => {
       const { body } = await callForm(double, 'auth.test', {});

@@ -91,6 +91,35 @@ describe('Slack posts across a crash mid-delivery', () => {
   });
 });
 
+describe('incident message across a crash in a busy channel', () => {
+  it('is not posted again after 250 newer messages', async () => {
+    const { startSlackDouble } = await import('../src/sandbox/server.ts');
+    const { tempDir } = await import('./helpers/engine.ts');
+    const { BOT_TOKEN, CHANNEL } = await import('./helpers/bot.ts');
+    const slack = await startSlackDouble({ botToken: BOT_TOKEN });
+    const dir = tempDir('crash-busy-');
+    try {
+      const first = await startTestBot({ slack, dir: dir.path });
+      await first.command(ALEX, '/incident secret-key leak');
+      // The process "died" after chat.postMessage landed but before its ts was stored.
+      first.bot.db.prepare('UPDATE incidents SET message_ts = NULL').run();
+      first.bot.db.prepare("UPDATE outbox SET status = 'pending', in_flight = 1, delivered_at = NULL WHERE kind = 'post_incident'").run();
+      await first.bot.outbox.stop();
+      await first.bot.stop();
+      for (let index = 0; index < 250; index++) slack.workspace.addMessage({ channel: CHANNEL, userId: 'U0SBXSAM', text: `chatter ${index}` });
+
+      const second = await startTestBot({ slack, dir: dir.path });
+      await second.settle();
+      const incidentPosts = slack.workspace.listMessages().filter((message) => message.threadTs === null && message.text.includes('(#1)'));
+      expect(incidentPosts).toHaveLength(1);
+      await second.close();
+    } finally {
+      await slack.close();
+      dir.remove();
+    }
+  });
+});
+
 describe('incident that Slack refuses to post', () => {
   it('is reported in the ops channel', async () => {
     const bot = await startTestBot({ env: { OPS_CHANNEL: 'C0SBXOPS' } });

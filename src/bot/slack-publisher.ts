@@ -40,7 +40,7 @@ export class SlackPublisher {
     const mark = { outbox_id: message.id };
     if (incidentId === null) {
       const channel = String(message.payload.channel);
-      if (message.uncertain && (await this.findPosted(channel, undefined, mark))) return { kind: 'delivered', result: { foundAfterRestart: true } };
+      if (message.uncertain && (await this.findPosted(channel, undefined, mark, message.createdAt))) return { kind: 'delivered', result: { foundAfterRestart: true } };
       await this.post(channel, message.payload.message as SlackMessage, { mark });
       return { kind: 'delivered' };
     }
@@ -62,7 +62,7 @@ export class SlackPublisher {
       case 'thread_post': {
         if (!incident.messageTs) return { kind: 'retry', error: 'incident message not posted yet' };
         // A process that died mid-post may have posted already: look first.
-        const found = message.uncertain ? await this.findPosted(incident.channelId, incident.messageTs, mark) : undefined;
+        const found = message.uncertain ? await this.findPosted(incident.channelId, incident.messageTs, mark, message.createdAt) : undefined;
         if (found) return { kind: 'delivered', result: { ts: found, foundAfterRestart: true } };
         const result = await this.post(incident.channelId, message.payload.message as SlackMessage, { threadTs: incident.messageTs, broadcast: message.payload.broadcast === true, mark });
         return { kind: 'delivered', result: { ts: result } };
@@ -76,7 +76,7 @@ export class SlackPublisher {
     if (incident.messageTs) return;
     const rendered = renderIncidentMessage(this.deps.engine.view(incident.id));
     const mark = { incident_id: incident.id, part: 'message' };
-    const ts = (uncertain ? await this.findPosted(incident.channelId, undefined, mark) : undefined) ?? (await this.post(incident.channelId, rendered, { mark }));
+    const ts = (uncertain ? await this.findPosted(incident.channelId, undefined, mark, incident.declaredAt) : undefined) ?? (await this.post(incident.channelId, rendered, { mark }));
     incidents.setMessageTs(this.deps.db, incident.id, ts);
     incidents.setMessageHash(this.deps.db, incident.id, hashOf(rendered));
     incident.messageTs = ts;
@@ -104,7 +104,7 @@ export class SlackPublisher {
         incidents.saveChecklistMessage(this.deps.db, incident.id, chunk, existing.ts, hash);
       } else {
         const mark = { incident_id: incident.id, part: `checklist-${chunk}` };
-        const found = uncertain ? await this.findPosted(incident.channelId, incident.messageTs!, mark) : undefined;
+        const found = uncertain ? await this.findPosted(incident.channelId, incident.messageTs!, mark, incident.declaredAt) : undefined;
         const ts = found ?? (await this.post(incident.channelId, rendered, { threadTs: incident.messageTs!, mark }));
         // A part found after a restart may show older state: store no hash, so the next sync updates it.
         incidents.saveChecklistMessage(this.deps.db, incident.id, chunk, ts, found ? '' : hash);
@@ -132,20 +132,39 @@ export class SlackPublisher {
   }
 
   /** Finds a message this bot posted with `mark`, in a thread or among the channel's recent messages. */
-  private async findPosted(channel: string, threadTs: string | undefined, mark: Record<string, string | number>): Promise<string | undefined> {
-    const response = threadTs
-      ? await this.deps.client.conversations.replies({ channel, ts: threadTs, include_all_metadata: true, limit: 1000 })
-      : await this.deps.client.conversations.history({ channel, include_all_metadata: true, limit: 200 });
-    const messages = (response.messages ?? []) as Array<{ ts?: string; metadata?: { event_type?: string; event_payload?: Record<string, unknown> } }>;
-    const found = messages.find(
-      (candidate) =>
-        candidate.metadata?.event_type === POST_MARK_EVENT &&
-        Object.entries(mark).every(([key, value]) => candidate.metadata?.event_payload?.[key] === value),
-    );
-    if (found?.ts) this.deps.logger.info({ channelId: channel, ts: found.ts, mark }, 'post found after a restart; not posted again');
-    return found?.ts;
+  /**
+   * Looks for a post carrying `mark` in a thread, or in the channel since
+   * `since`, page by page, so a busy channel cannot push it out of view.
+   */
+  private async findPosted(channel: string, threadTs: string | undefined, mark: Record<string, string | number>, since: number): Promise<string | undefined> {
+    // A minute of slack for clocks that differ between the bot and Slack.
+    const oldest = (Math.max(0, since - 60_000) / 1000).toFixed(6);
+    let cursor: string | undefined;
+    for (let page = 0; page < MAX_SEARCH_PAGES; page++) {
+      const response = threadTs
+        ? await this.deps.client.conversations.replies({ channel, ts: threadTs, include_all_metadata: true, limit: 200, cursor })
+        : await this.deps.client.conversations.history({ channel, oldest, include_all_metadata: true, limit: 200, cursor });
+      const messages = (response.messages ?? []) as Array<{ ts?: string; metadata?: { event_type?: string; event_payload?: Record<string, unknown> } }>;
+      const found = messages.find(
+        (candidate) =>
+          candidate.metadata?.event_type === POST_MARK_EVENT &&
+          Object.entries(mark).every(([key, value]) => candidate.metadata?.event_payload?.[key] === value),
+      );
+      if (found?.ts) {
+        this.deps.logger.info({ channelId: channel, ts: found.ts, mark }, 'post found after a restart; not posted again');
+        return found.ts;
+      }
+      cursor = response.response_metadata?.next_cursor || undefined;
+      if (!cursor) return undefined;
+    }
+    // NOTE: a post older than MAX_SEARCH_PAGES pages of traffic since the crash is posted again.
+    this.deps.logger.warn({ channelId: channel, mark, pages: MAX_SEARCH_PAGES }, 'post not found within the search limit; posting again');
+    return undefined;
   }
 }
+
+/** Pages of 200 messages searched for a post that may have landed before a crash. */
+const MAX_SEARCH_PAGES = 25;
 
 /** Event type of the message metadata that marks the bot's posts. */
 const POST_MARK_EVENT = 'runbook_bot_post';

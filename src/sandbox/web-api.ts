@@ -669,25 +669,37 @@ function timeZoneOffsetSeconds(timeZone: string, at: number): number {
 /**
  * conversations.history and conversations.replies: newest first for history,
  * oldest first for replies, as Slack returns them. Message metadata is
- * included only with include_all_metadata, as in Slack. Pagination is not
- * implemented; `limit` caps the list (default 100, at most 1000).
+ * included only with include_all_metadata, as in Slack. `oldest` keeps
+ * messages after that ts (and at it with `inclusive`), `limit` sets the page
+ * size (default 100, at most 1000), and `cursor` takes the `next_cursor` of
+ * the page before; the last page has an empty one.
  */
 function listMessagesOf(call: MethodCall, threadTs: string | undefined): Result {
   const channel = channelArgument(call);
   const limit = Math.min(Math.max(Number(optionalString(call.args, 'limit') ?? 100) || 100, 1), 1000);
   const withMetadata = ['true', '1'].includes(String(call.args.include_all_metadata ?? ''));
+  const oldest = Number(optionalString(call.args, 'oldest') ?? 0);
+  const inclusive = ['true', '1'].includes(String(call.args.inclusive ?? ''));
+  if (!Number.isFinite(oldest)) throw new SlackApiError('invalid_arguments');
+  const cursor = optionalString(call.args, 'cursor');
+  const offset = cursor ? Number(Buffer.from(cursor, 'base64').toString('utf8').replace(/^offset:/, '')) : 0;
+  if (!Number.isInteger(offset) || offset < 0) throw new SlackApiError('invalid_cursor');
   const visible = call.workspace
     .listMessages()
     .filter((message) => message.channel === channel.id && message.ephemeralTo === null)
     .filter((message) => (threadTs ? message.ts === threadTs || message.threadTs === threadTs : message.threadTs === null || message.replyBroadcast));
   if (threadTs && !visible.some((message) => message.ts === threadTs)) throw new SlackApiError('thread_not_found');
-  const ordered = threadTs ? visible : [...visible].reverse();
-  const messages = ordered.slice(0, limit).map((message) => {
+  const recent = visible.filter((message) => (inclusive ? Number(message.ts) >= oldest : Number(message.ts) > oldest));
+  const ordered = threadTs ? recent : [...recent].reverse();
+  const page = ordered.slice(offset, offset + limit);
+  const messages = page.map((message) => {
     const shown = call.workspace.slackMessage(message);
     if (!withMetadata) delete shown.metadata;
     return shown;
   });
-  return { messages, has_more: ordered.length > limit, response_metadata: { next_cursor: '' } };
+  const hasMore = ordered.length > offset + limit;
+  const nextCursor = hasMore ? Buffer.from(`offset:${offset + limit}`).toString('base64') : '';
+  return { messages, has_more: hasMore, response_metadata: { next_cursor: nextCursor } };
 }
 
 function conversationsHistory(call: MethodCall): Result {
