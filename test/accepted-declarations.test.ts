@@ -117,6 +117,21 @@ describe('accepted declarations', () => {
     expect(h.logs.entries().some((entry) => entry.msg === 'accepted declaration names an unknown runbook; dropped' && entry.runbookId === 'gone')).toBe(true);
   });
 
+  it('tells the channel about a dropped declaration', () => {
+    const h = harness();
+    h.db.prepare("INSERT INTO accepted_declarations (received_at, runbook_id, summary, channel_id, user_id) VALUES (?, 'gone', 'x', 'C1', 'U1')").run(START);
+    h.engine.declareLeftoverAccepted();
+    const post = h.db.prepare("SELECT payload FROM outbox WHERE kind = 'channel_post'").get() as { payload: string };
+    expect(post.payload).toContain('has no runbook \\"gone\\"');
+  });
+
+  it('audits a dropped declaration', () => {
+    const h = harness();
+    h.db.prepare("INSERT INTO accepted_declarations (received_at, runbook_id, summary, channel_id, user_id) VALUES (?, 'gone', 'x', 'C1', 'U1')").run(START);
+    h.engine.declareLeftoverAccepted();
+    expect(count(h, "SELECT count(*) AS n FROM audit_log WHERE event = 'declaration.dropped'")).toBe(1);
+  });
+
   it('answers a second declaration as a duplicate', () => {
     const h = harness();
     const runbook = h.runbooks.find('secret-key')!;

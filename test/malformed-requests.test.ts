@@ -83,6 +83,18 @@ describe('malformed Slack requests', () => {
     expect((bot.bot.db.prepare('SELECT count(*) AS n FROM incidents').get() as { n: number }).n).toBe(0);
   });
 
+  it('view_closed is acknowledged at once', async () => {
+    const closed = await sendSigned(bot, form(JSON.stringify({ type: 'view_closed', team: { id: 'T0SBX' }, user: { id: 'U0SBXALEX' }, view: { id: 'V1', callback_id: 'old.form' }, is_cleared: false })));
+    expect(closed.status).toBe(200);
+    expect(closed.ms).toBeLessThan(1000);
+  });
+
+  it('unknown shortcut is acknowledged at once', async () => {
+    const shortcut = await sendSigned(bot, form(JSON.stringify({ type: 'shortcut', callback_id: 'old_shortcut', trigger_id: '1.2', team: { id: 'T0SBX' }, user: { id: 'U0SBXALEX' } })));
+    expect(shortcut.status).toBe(200);
+    expect(shortcut.ms).toBeLessThan(1000);
+  });
+
   it('keeps serving commands', async () => {
     const help = await sendSigned(bot, new URLSearchParams({ command: '/incident', text: 'help', user_id: 'U0SBXALEX', channel_id: 'C0SBXINCIDENTS', team_id: 'T0SBX', response_url: 'http://127.0.0.1:9/unused', trigger_id: '1' }).toString());
     expect(help.status).toBe(200);
@@ -100,5 +112,26 @@ describe('malformedBodyReason', () => {
 
   it('accepts other typed payloads', () => {
     expect(malformedBodyReason({ type: 'event_callback', event: {} })).toBeUndefined();
+  });
+});
+
+describe('button from another version', () => {
+  it('tells the user it does nothing now', async () => {
+    const bot = await startTestBot();
+    try {
+      const message = bot.slack.workspace.addMessage({
+        channel: 'C0SBXINCIDENTS',
+        userId: 'U0SBXBOT',
+        botId: 'B0SBXBOT',
+        text: 'old message',
+        blocks: [{ type: 'actions', block_id: 'old', elements: [{ type: 'button', action_id: 'incident.retired_button', text: { type: 'plain_text', text: 'Old' }, value: 'x' }] }],
+      });
+      await bot.slack.delivery.click({ user: 'U0SBXALEX', channel: 'C0SBXINCIDENTS', messageTs: message.ts, blockId: 'old', actionId: 'incident.retired_button' });
+      await bot.settle();
+      const ephemerals = bot.messages().filter((candidate) => candidate.ephemeralTo === 'U0SBXALEX').map((candidate) => candidate.text);
+      expect(ephemerals.some((text) => text.includes('another version of runbook-bot'))).toBe(true);
+    } finally {
+      await bot.close();
+    }
   });
 });

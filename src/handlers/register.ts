@@ -46,6 +46,22 @@ export function registerHandlers(app: App, deps: HandlerDeps): void {
     // earlier version) is acknowledged, so Slack does not show the click as failed.
     await args.ack();
     args.logger.info(`ignored a click on an action this version does not handle: ${actionId || 'unknown'}`);
+    try {
+      await args.respond?.({ response_type: 'ephemeral', replace_original: false, text: 'This button comes from another version of runbook-bot and does nothing now. Use the buttons on the current incident message.' });
+    } catch (error) {
+      args.logger.warn(`could not tell the user about an unknown button: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  });
+
+  // The bot sets no notify_on_close and declares no shortcuts, so these come
+  // only from another version's views or app settings: acknowledge them at
+  // once rather than let Slack show a failure after 3 s.
+  app.view({ type: 'view_closed', callback_id: /.*/ }, async ({ ack }) => {
+    await ack();
+  });
+  app.shortcut(/.*/, async ({ ack, shortcut, logger }) => {
+    await ack();
+    logger.info(`ignored a shortcut this version does not handle: ${shortcut.callback_id || 'unknown'}`);
   });
 
   const views = viewSubmissions(deps);

@@ -3,7 +3,7 @@ import { ActionError, UserError } from '../bot/errors.ts';
 import type { Logger } from '../bot/logger.ts';
 import { scrubText } from '../bot/redact.ts';
 import * as runsStore from '../store/action-runs.ts';
-import { insertAccepted, listAcceptedIds, takeAccepted } from '../store/accepted-declarations.ts';
+import { insertAccepted, listAcceptedIds, takeAccepted, type AcceptedDeclaration } from '../store/accepted-declarations.ts';
 import { appendAudit } from '../store/audit.ts';
 import { inTransaction, type Db } from '../store/db.ts';
 import * as incidents from '../store/incidents.ts';
@@ -161,7 +161,7 @@ export class Engine {
       if (!accepted) return;
       const runbook = this.deps.runbooks.find(accepted.runbookId);
       if (!runbook) {
-        this.deps.logger.error({ acceptedId, runbookId: accepted.runbookId, channelId: accepted.channelId, userId: accepted.userId }, 'accepted declaration names an unknown runbook; dropped');
+        this.dropAccepted(accepted);
         return;
       }
       const input: DeclareInput = { runbook, summary: accepted.summary, channelId: accepted.channelId, userId: accepted.userId, actor };
@@ -184,6 +184,20 @@ export class Engine {
       this.deps.logger.info({ acceptedId, incidentId: result?.kind === 'declared' ? result.incidentId : undefined, outcome: result?.kind ?? 'dropped' }, 'accepted declaration resumed after a restart');
     }
     return ids.length;
+  }
+
+  /**
+   * Tells the channel that an acknowledged declaration could not be opened,
+   * because its runbook is gone (removed or renamed before a restart).
+   */
+  private dropAccepted(accepted: AcceptedDeclaration): void {
+    const { db, logger } = this.deps;
+    const ids = this.deps.runbooks.all.filter((runbook) => runbook.declarable).map((runbook) => `\`${runbook.id}\``);
+    const text = `:warning: ${mentionUser(accepted.userId)}, your \`/incident ${escapeText(accepted.runbookId)}\` was not opened: this version of runbook-bot has no runbook "${escapeText(accepted.runbookId)}" (removed or renamed before the bot restarted). Declare it again with one of ${ids.join(', ')}.`;
+    enqueue(db, { incidentId: null, target: 'slack', kind: 'channel_post', payload: { channel: accepted.channelId, message: renderNotice(text) } }, this.now);
+    appendAudit(db, { incidentId: null, at: this.now, actor: BOT_ACTOR, event: 'declaration.dropped', details: { runbook: accepted.runbookId, userId: accepted.userId, channelId: accepted.channelId, receivedAt: accepted.receivedAt } });
+    logger.error({ acceptedId: accepted.id, runbookId: accepted.runbookId, channelId: accepted.channelId, userId: accepted.userId }, 'accepted declaration names an unknown runbook; dropped');
+    this.deps.onOutbox();
   }
 
   private writeDeclaration(input: DeclareInput, now: number): DeclareResult {
