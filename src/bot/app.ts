@@ -1,4 +1,5 @@
-import type { AddressInfo, Server } from 'node:net';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 
 import { App, HTTPReceiver, SocketModeReceiver, type CustomRoute, type Receiver } from '@slack/bolt';
 
@@ -84,6 +85,10 @@ export interface Bot {
 }
 
 const CLOCK_OFFSET_SETTING = 'clock_offset_ms';
+/** Longest time a client may take to send a whole request. */
+const REQUEST_TIMEOUT_MS = 10_000;
+/** Time open requests get to finish when the bot stops, before their connections are closed. */
+const SHUTDOWN_GRACE_MS = 2_000;
 
 /** Builds the bot from its configuration; nothing listens until `start()`. */
 export function createBot(options: BotOptions): Bot {
@@ -250,6 +255,7 @@ export function createBot(options: BotOptions): Bot {
   });
 
   let countdownTicker: NodeJS.Timeout | undefined;
+  let server: Server | undefined;
   const bot: Bot = {
     config,
     app,
@@ -278,7 +284,14 @@ export function createBot(options: BotOptions): Bot {
         outbox.kick();
       });
       const started = await startReceiver(config, receiver, app);
-      if (started) bot.port = listeningPort = (started.address() as AddressInfo).port;
+      if (started) {
+        server = started;
+        bot.port = listeningPort = (started.address() as AddressInfo).port;
+        // Slack sends small requests at once; a client that trickles its
+        // headers or body is cut off instead of holding a connection.
+        started.headersTimeout = REQUEST_TIMEOUT_MS;
+        started.requestTimeout = REQUEST_TIMEOUT_MS;
+      }
       if (config.mode === 'sandbox') await app.init();
       outbox.start();
       timers.start();
@@ -304,7 +317,12 @@ export function createBot(options: BotOptions): Bot {
       await bot.listenersIdle();
       await engine.settle();
       await outbox.stop();
+      // server.close() waits for every open connection: close the idle ones
+      // now, and after a grace period also those of half-sent requests.
+      server?.closeIdleConnections();
+      const cutOff = server && setTimeout(() => server?.closeAllConnections(), SHUTDOWN_GRACE_MS);
       await app.stop().catch((error: unknown) => logger.warn({ err: error }, 'stopping the receiver failed'));
+      clearTimeout(cutOff);
       db.close();
       logger.info('bot stopped');
     },
