@@ -1,8 +1,12 @@
 import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { startTestBot } from './helpers/bot.ts';
+import { startSlackDouble } from '../src/sandbox/server.ts';
+import { BOT_TOKEN, startTestBot } from './helpers/bot.ts';
+import { startChildBot } from './helpers/child-bot.ts';
+import { tempDir } from './helpers/engine.ts';
 
 /** Opens a loopback connection to the bot and writes `text` to it, leaving it open. */
 async function openConnection(port: number, text: string): Promise<Socket> {
@@ -31,4 +35,25 @@ describe('bot shutdown', () => {
     expect(performance.now() - started).toBeLessThan(4000);
     socket.destroy();
   });
+});
+
+describe('bot process shutdown', () => {
+  it('exits on SIGTERM after its stdout reader left', async () => {
+    const dir = tempDir('shutdown-pipe-');
+    const slack = await startSlackDouble({ botToken: BOT_TOKEN });
+    try {
+      const child = await startChildBot({ SLACK_BOT_TOKEN: BOT_TOKEN, SLACK_SIGNING_SECRET: slack.signingSecret, SLACK_API_URL: slack.apiUrl, DATABASE_PATH: join(dir.path, 'bot.sqlite3') });
+      // The reader of the bot's output goes away, as when a terminal or a log shipper dies.
+      child.process.stdout!.destroy();
+      child.process.stderr!.destroy();
+      for (let index = 0; index < 50; index++) await fetch(`http://127.0.0.1:${child.port}/healthz`);
+      child.process.kill('SIGTERM');
+      const code = await Promise.race([child.exited, new Promise<string>((resolve) => setTimeout(() => resolve('still running'), 8000))]);
+      if (code === 'still running') child.process.kill('SIGKILL');
+      expect(code).toBe(0);
+    } finally {
+      await slack.close();
+      dir.remove();
+    }
+  }, 30_000);
 });
