@@ -246,6 +246,80 @@ describe('configuration checked at start-up', () => {
     expect(problemsOf(env)).toEqual([]);
   });
 
+  it('token user name is masked', () => {
+    const [problem] = problemsOf({ VAULT_ADDR: 'https://hvs.SECRET@vault.example' });
+    expect(problem).toMatch(/^VAULT_ADDR: must not contain a user name or password/);
+    expect(problem).toContain('set it such as https://vault.example.com:8200');
+    expect(problem).toContain('(got "https://***@vault.example")');
+    expect(problem).not.toContain('hvs.SECRET');
+  });
+
+  it('unparsable URL password is masked', () => {
+    const [problem] = problemsOf({ VAULT_ADDR: 'https://u:SECRETPASS@vault example' });
+    expect(problem).toMatch(/^VAULT_ADDR: must be an http or https URL/);
+    expect(problem).toContain('set it such as https://vault.example.com:8200');
+    expect(problem).toContain('(got "https://***@vault example")');
+    expect(problem).not.toContain('SECRETPASS');
+  });
+
+  it('URL credentials in a command are masked', () => {
+    const [problem] = problemsOf({ DJANGO_RESTART_COMMAND: 'curl https://deploy:SECRETPASS@deploy.example/restart && true' });
+    expect(problem).toMatch(/^DJANGO_RESTART_COMMAND: invalid command /);
+    expect(problem).toContain('https://***@deploy.example/restart');
+    expect(problem).not.toContain('SECRETPASS');
+  });
+
+  it('Slack URL with query string', () => {
+    const [problem] = problemsOf({ SLACK_API_URL: 'https://slack.com/api/?team=T1' });
+    expect(problem).toMatch(/^SLACK_API_URL: must not contain a query string/);
+    expect(problem).toContain('set it such as https://slack.com/api/');
+    expect(problem).toContain('(got "https://slack.com/api/?team=T1")');
+  });
+
+  it('Slack URL with fragment', () => {
+    const [problem] = problemsOf({ SLACK_API_URL: 'https://slack.com/api/#top' });
+    expect(problem).toMatch(/^SLACK_API_URL: must not contain a query string \(\?\) or fragment/);
+    expect(problem).toContain('set it such as https://slack.com/api/');
+    expect(problem).toContain('(got "https://slack.com/api/#top")');
+  });
+
+  it('public URL with user name', () => {
+    const [problem] = problemsOf({ PUBLIC_BASE_URL: 'https://bot-user@bot.example' });
+    expect(problem).toMatch(/^PUBLIC_BASE_URL: must not contain a user name or password/);
+    expect(problem).toContain('set it such as https://runbook-bot.example.com');
+    expect(problem).toContain('(got "https://***@bot.example")');
+  });
+
+  it('public URL with password', () => {
+    const [problem] = problemsOf({ PUBLIC_BASE_URL: 'https://admin:SECRETPASS@bot.example' });
+    expect(problem).toMatch(/^PUBLIC_BASE_URL: must not contain a user name or password/);
+    expect(problem).toContain('set it such as https://runbook-bot.example.com');
+    expect(problem).not.toContain('SECRETPASS');
+  });
+
+  it('Slack URL without final slash', () => {
+    const config = loadConfig({ SLACK_BOT_TOKEN: 'xoxb-1', SLACK_APP_TOKEN: 'xapp-1', SLACK_API_URL: 'https://slack.com/api' });
+    expect(config.slack.apiUrl).toBe('https://slack.com/api/');
+  });
+
+  it('loopback localhost with final dot', () => {
+    expect(problemsOf({ VAULT_ADDR: 'http://localhost.:8200' })).toEqual([]);
+  });
+
+  it('loopback IPv4-mapped IPv6 address', () => {
+    expect(problemsOf({ VAULT_ADDR: 'http://[::ffff:127.0.0.1]:8200' })).toEqual([]);
+  });
+
+  it('mapped address outside loopback', () => {
+    const [problem] = problemsOf({ VAULT_ADDR: 'http://[::ffff:10.0.0.1]:8200' });
+    expect(problem).toMatch(/^VAULT_ADDR: must use https/);
+    expect(problem).toContain('set it such as https://vault.example.com:8200');
+  });
+
+  it('PORT with spaces is trimmed', () => {
+    expect(loadConfig({ PORT: ' 3000 ' }).port).toBe(3000);
+  });
+
   it('start-up problems are reported together', () => {
     const problems = problemsOf({
       DJANGO_RESTART_COMMAND: plainFile,

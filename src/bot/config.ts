@@ -28,54 +28,119 @@ const booleanString = z
   .optional()
   .transform((value) => value === 'true' || value === '1');
 
-const portString = z
-  .string()
-  .regex(/^\d+$/, 'must be a port number such as 3000')
-  .transform(Number)
-  .refine((port) => port < 65536, 'must be between 0 (any free port) and 65535');
+// Trimmed like every other value, so PORT=" 3000 " is port 3000 and an empty PORT is unset.
+const portString = optionalString.pipe(
+  z
+    .string()
+    .regex(/^\d+$/, 'must be a port number such as 3000')
+    .transform(Number)
+    .refine((port) => port < 65536, 'must be between 0 (any free port) and 65535')
+    .optional(),
+);
+
+/** Rules for a base URL that every request sends a token to. */
+interface BaseUrlRule {
+  /** Variable holding the token that every request to this URL carries. */
+  tokenName: string;
+  /** A valid value, shown in every problem as what to set. */
+  example: string;
+  /** Pattern the URL path must match, with the problem shown when it does not. */
+  path?: { pattern: RegExp; hint: string };
+}
 
 /**
- * Builds the schema of an http or https URL that every request sends
- * `tokenName` to. Plain http is accepted only for a loopback host, so the
+ * Builds the schema of an http or https base URL that every request sends
+ * `rule.tokenName` to. Plain http is accepted only for a loopback host, so the
  * token never crosses a network unencrypted.
  */
-function tokenUrl(tokenName: string, path?: { pattern: RegExp; hint: string }) {
+function tokenUrl(rule: BaseUrlRule) {
   return optionalString.pipe(
     z
       .string()
       .superRefine((text, context) => {
-        const problem = tokenUrlProblem(text, tokenName, path);
+        const problem = tokenUrlProblem(text, rule);
         if (problem) context.addIssue({ code: 'custom', message: problem });
       })
       .optional(),
   );
 }
 
-function tokenUrlProblem(text: string, tokenName: string, path?: { pattern: RegExp; hint: string }): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return 'must be an http or https URL';
-  }
+function tokenUrlProblem(text: string, rule: BaseUrlRule): string | undefined {
+  const setIt = `set it such as ${rule.example}`;
+  const url = parseHttpUrl(text);
+  if (!url) return `must be an http or https URL; ${setIt}`;
 
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') return 'must be an http or https URL';
   if (url.username || url.password) {
-    return `must not contain a user name or password; remove them, because the bot authenticates with ${tokenName}`;
+    return `must not contain a user name or password, because the bot authenticates with ${rule.tokenName}; ${setIt}`;
+  }
+  // URL.search and URL.hash are empty for a bare ? or #, which would still end up in every request URL.
+  if (text.includes('?') || text.includes('#')) {
+    return `must not contain a query string (?) or fragment (#), because the bot appends API paths to it; ${setIt}`;
   }
   if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
     return (
-      `must use https, because every request carries ${tokenName}; ` +
-      'plain http is accepted only for a loopback host (localhost, 127.0.0.1 or [::1])'
+      `must use https, because every request carries ${rule.tokenName}; ${setIt}. ` +
+      'Plain http is accepted only for a loopback host: localhost, 127.0.0.0/8, [::1] or [::ffff:127.0.0.1]'
     );
   }
-  if (path && !path.pattern.test(url.pathname)) return path.hint;
+  if (rule.path && !rule.path.pattern.test(url.pathname)) return `${rule.path.hint}; ${setIt}`;
   return undefined;
 }
 
-/** True for localhost and the IPv4 and IPv6 loopback addresses, as URL.hostname writes them. */
+/** Parses an http or https URL; returns undefined for any other text. */
+function parseHttpUrl(text: string): URL | undefined {
+  try {
+    const url = new URL(text);
+    return url.protocol === 'https:' || url.protocol === 'http:' ? url : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `https://slack.com/api` names the same Web API as `https://slack.com/api/`. */
+function withTrailingSlash(url: string | undefined): string | undefined {
+  if (url === undefined || url.endsWith('/')) return url;
+  return `${url}/`;
+}
+
+const IPV4_LOOPBACK = /^127\.\d+\.\d+\.\d+$/;
+/** An IPv4-mapped IPv6 address in 127.0.0.0/8, as URL.hostname writes it: [::ffff:127.0.0.1] is [::ffff:7f00:1]. */
+const IPV4_MAPPED_LOOPBACK = /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/;
+
+/**
+ * True for localhost (with or without the final dot of a fully qualified
+ * name) and the IPv4, IPv6 and IPv4-mapped IPv6 loopback addresses, as
+ * URL.hostname writes them.
+ */
 function isLoopbackHost(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+  const host = hostname.endsWith('.') ? hostname.slice(0, -1) : hostname;
+  if (host === 'localhost' || host === '[::1]') return true;
+  return IPV4_LOOPBACK.test(host) || IPV4_MAPPED_LOOPBACK.test(host);
+}
+
+/**
+ * Builds the schema of PUBLIC_BASE_URL. A user name or password in it would
+ * appear in every link built from it.
+ */
+const publicBaseUrl = optionalString.pipe(
+  z
+    .string()
+    .superRefine((text, context) => {
+      const problem = publicBaseUrlProblem(text);
+      if (problem) context.addIssue({ code: 'custom', message: problem });
+    })
+    .optional(),
+);
+
+function publicBaseUrlProblem(text: string): string | undefined {
+  const setIt = 'set it such as https://runbook-bot.example.com';
+  const url = parseHttpUrl(text);
+  if (!url) return `must be an http or https URL; ${setIt}`;
+
+  if (url.username || url.password) {
+    return `must not contain a user name or password, because every link built from it shows them; ${setIt}`;
+  }
+  return undefined;
 }
 
 const VAULT_PATH_SEGMENT = /^[A-Za-z0-9_.-]+$/;
@@ -145,9 +210,14 @@ const envSchema = z.object({
   SLACK_BOT_TOKEN: optionalString.describe('Bot token (xoxb-...) for Socket Mode and HTTP mode'),
   SLACK_APP_TOKEN: optionalString.describe('App-level token (xapp-...) with connections:write: turns on Socket Mode'),
   SLACK_SIGNING_SECRET: optionalString.describe('Signing secret of the Slack app: turns on HTTP mode'),
-  SLACK_API_URL: tokenUrl('SLACK_BOT_TOKEN', { pattern: /\/api\/$/, hint: 'must end in /api/, such as https://slack.com/api/' })
-    .describe("Base URL of the Slack Web API, ending in /api/ (default Slack's); https, or http for a loopback host"),
-  PORT: portString.optional().describe('HTTP port for Slack requests, /healthz and the sandbox (default 3000)'),
+  SLACK_API_URL: tokenUrl({
+    tokenName: 'SLACK_BOT_TOKEN',
+    example: DEFAULT_SLACK_API_URL,
+    path: { pattern: /\/api\/?$/, hint: 'must end in /api/' },
+  })
+    .transform(withTrailingSlash)
+    .describe("Base URL of the Slack Web API, ending in /api/ (default Slack's; a missing final / is added); https, or http for a loopback host"),
+  PORT: portString.describe('HTTP port for Slack requests, /healthz and the sandbox (default 3000)'),
   HOST: optionalString.describe('Address to listen on (default 127.0.0.1 in the sandbox, 0.0.0.0 otherwise)'),
   DATABASE_PATH: optionalString.describe('SQLite file for incidents, timers and the audit log (default ./var/runbook-bot.sqlite3)'),
   RUNBOOKS_DIR: optionalString.describe('Folder of extra runbook YAML files that add or override built-in runbooks'),
@@ -182,13 +252,17 @@ const envSchema = z.object({
   DJANGO_FALLBACK_HOURS: optionalString
     .pipe(z.string().regex(/^([1-9]|[1-3]\d|4[0-8])$/, 'must be a whole number of hours from 1 to 48').optional())
     .describe('Hours a periodic rotation keeps the old key in DJANGO_SECRET_KEY_FALLBACKS (default 24, at most 48)'),
-  VAULT_ADDR: tokenUrl('VAULT_TOKEN')
+  VAULT_ADDR: tokenUrl({ tokenName: 'VAULT_TOKEN', example: 'https://vault.example.com:8200' })
     .describe('Address of HashiCorp Vault, for SECRET_STORE=vault; https, or http for a loopback host'),
   VAULT_TOKEN: optionalString.describe('Vault token with read and write access to the secret path'),
   VAULT_MOUNT: vaultPath('secret').describe('Mount of the KV version 2 engine (default secret)'),
   VAULT_PATH: vaultPath('django/production')
     .describe('Secret path inside the mount (default django): segments of letters, digits, _ . - without . or .. segments'),
-  SENTRY_API_URL: tokenUrl('SENTRY_AUTH_TOKEN', { pattern: /\/api\/0\/?$/, hint: 'must end in /api/0/, such as https://sentry.io/api/0/' })
+  SENTRY_API_URL: tokenUrl({
+    tokenName: 'SENTRY_AUTH_TOKEN',
+    example: 'https://sentry.io/api/0/',
+    path: { pattern: /\/api\/0\/?$/, hint: 'must end in /api/0/' },
+  })
     .describe('Sentry REST API base, such as https://sentry.io/api/0/, for DSN rotation and the audit queries; https, or http for a loopback host'),
   SENTRY_AUTH_TOKEN: optionalString.describe('Sentry auth token with project:read, project:write and event:read'),
   SENTRY_ORG: sentrySlug.describe('Sentry organization slug'),
@@ -248,9 +322,7 @@ const envSchema = z.object({
     )
     .describe('host[:port] whose TLS certificate the audit checks (warns under 30 days)'),
   AUDIT_PIP_COMMAND: optionalString.describe('Command for the audit item pip list --outdated --format=json'),
-  PUBLIC_BASE_URL: optionalString
-    .pipe(z.url({ protocol: /^https?$/, error: 'must be an http or https URL' }).optional())
-    .describe('Base URL of the bot as Slack and Sentry reach it, for links (optional)'),
+  PUBLIC_BASE_URL: publicBaseUrl.describe('Base URL of the bot as Slack and Sentry reach it, for links (optional)'),
 });
 
 export type Mode = 'socket' | 'http' | 'sandbox';
@@ -299,7 +371,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const name = String(issue.path[0]);
-      const shown = isSecretName(name) ? '' : ` (got ${JSON.stringify(withoutUrlPassword(env[name]))})`;
+      const value = env[name];
+      const shown = isSecretName(name) || value === undefined ? '' : ` (got ${JSON.stringify(maskUrlCredentials(value))})`;
       problems.push(`${name}: ${issue.message}${shown}`);
     }
   }
@@ -325,7 +398,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const routingKeys = perRunbookRoutingKeys(env, problems);
   checkPaths(env, problems);
   checkCommands(env, problems);
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) throw new ConfigError(problems.map(maskCredentialsInText));
 
   const sandbox = mode === 'sandbox';
   const port = values.PORT ?? 3000;
@@ -498,17 +571,29 @@ function trimmed(value: string | undefined): string | undefined {
   return text === '' ? undefined : text;
 }
 
-/** Replaces the password of a URL with ***, so a problem can show the rest of the value. */
-function withoutUrlPassword(value: string | undefined): string | undefined {
-  if (value === undefined || !value.includes('@')) return value;
-  try {
-    const url = new URL(value.trim());
-    if (!url.password) return value;
-    url.password = '***';
-    return url.toString();
-  } catch {
-    return value;
-  }
+/**
+ * Replaces the user-info part of a URL (user name and password) with ***, so a
+ * problem can show the rest of the value. The mask runs from after `scheme://`
+ * (or `scheme:`) to the last @, whether or not the value parses as a URL. A
+ * password may contain / or a space, which moves where a parser thinks the
+ * host starts. An @ in a path or query is masked with the user info.
+ */
+function maskUrlCredentials(value: string): string {
+  const lastAt = value.lastIndexOf('@');
+  if (lastAt === -1) return value;
+
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:[/\\]*/.exec(value);
+  const start = scheme && scheme[0].length <= lastAt ? scheme[0].length : 0;
+  return `${value.slice(0, start)}***${value.slice(lastAt)}`;
+}
+
+/**
+ * Masks the user-info part of every `scheme://...@` in a problem, as a second
+ * guard for messages that quote a value in their own words, such as a command
+ * line that contains a URL.
+ */
+function maskCredentialsInText(text: string): string {
+  return text.replace(/\b([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^\s"'<>]*@/g, '$1***@');
 }
 
 function isSecretName(name: string): boolean {

@@ -205,7 +205,8 @@ function checkAddr(addr: string): string {
   try {
     url = new URL(addr);
   } catch {
-    throw secretStoreError('secret_store_invalid', `invalid VAULT_ADDR ${JSON.stringify(addr)}: expected a URL such as https://vault.example.com:8200`, {});
+    // Not echoed: a value that does not parse may still carry a token or password.
+    throw secretStoreError('secret_store_invalid', `invalid VAULT_ADDR (${addr.length} characters, not a URL): expected a URL such as https://vault.example.com:8200`, {});
   }
   if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password) {
     throw secretStoreError(
