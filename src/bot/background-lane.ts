@@ -46,11 +46,6 @@ export class BackgroundLane {
     });
   }
 
-  /** Work still waiting for a pause (for shutdown and tests). */
-  get waiting(): number {
-    return this.waiters.length;
-  }
-
   /**
    * Resumes one waiter per turn of the event loop, oldest first, so requests
    * that arrived in between are read before the next piece of work starts.
