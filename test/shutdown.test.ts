@@ -1,11 +1,13 @@
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 
+import { signatureFor } from '../src/sandbox/delivery.ts';
 import { startSlackDouble } from '../src/sandbox/server.ts';
 import { BOT_TOKEN, startTestBot } from './helpers/bot.ts';
-import { startChildBot } from './helpers/child-bot.ts';
+import { killChildBot, startChildBot, waitFor } from './helpers/child-bot.ts';
 import { tempDir } from './helpers/engine.ts';
 
 /** Opens a loopback connection to the bot and writes `text` to it, leaving it open. */
@@ -56,4 +58,67 @@ describe('bot process shutdown', () => {
       dir.remove();
     }
   }, 30_000);
+});
+
+describe('bot process shutdown under load', () => {
+  it('stops within seconds and keeps every acked declaration', async () => {
+    const dir = tempDir('shutdown-load-');
+    const slack = await startSlackDouble({ botToken: BOT_TOKEN });
+    const env = { SLACK_BOT_TOKEN: BOT_TOKEN, SLACK_SIGNING_SECRET: slack.signingSecret, SLACK_API_URL: slack.apiUrl, DATABASE_PATH: join(dir.path, 'bot.sqlite3') };
+    try {
+      const child = await startChildBot(env);
+      const acked: string[] = [];
+      let running = true;
+      let sequence = 0;
+      const stream = async () => {
+        while (running) {
+          // A channel of its own per command, so each one opens an incident.
+          const channel = `C0LOAD${String(sequence++).padStart(5, '0')}`;
+          const body = new URLSearchParams({ command: '/incident', text: 'secret-key load', user_id: 'U0SBXALEX', channel_id: channel, team_id: 'T0SBX', response_url: `${slack.apiUrl.replace(/\/api\/$/, '')}/sandbox/response/none`, trigger_id: '1' }).toString();
+          const timestamp = Math.floor(Date.now() / 1000);
+          try {
+            const response = await fetch(`http://127.0.0.1:${child.port}/slack/events`, {
+              method: 'POST',
+              body,
+              headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-slack-request-timestamp': String(timestamp), 'x-slack-signature': signatureFor(slack.signingSecret, timestamp, body) },
+            });
+            if (response.status === 200) acked.push(channel);
+            await response.arrayBuffer();
+          } catch {
+            return;
+          }
+        }
+      };
+      const streams = [stream(), stream(), stream(), stream()];
+      while (acked.length < 40) await new Promise((resolve) => setTimeout(resolve, 10));
+
+      const signalled = performance.now();
+      child.process.kill('SIGTERM');
+      const code = await child.exited;
+      const stoppedAfter = performance.now() - signalled;
+      running = false;
+      await Promise.all(streams);
+
+      const restarted = await startChildBot(env);
+      await waitFor(() => {
+        const db = new Database(env.DATABASE_PATH, { readonly: true });
+        try {
+          return (db.prepare('SELECT count(*) AS n FROM accepted_declarations').get() as { n: number }).n === 0;
+        } finally {
+          db.close();
+        }
+      }, 10_000, 'the leftover declarations');
+      const db = new Database(env.DATABASE_PATH, { readonly: true });
+      const opened = new Set((db.prepare('SELECT channel_id AS channel FROM incidents').all() as Array<{ channel: string }>).map((row) => row.channel));
+      db.close();
+      await killChildBot(restarted, 'SIGTERM');
+
+      expect(code).toBe(0);
+      expect(stoppedAfter).toBeLessThan(5000);
+      expect(acked.filter((channel) => !opened.has(channel))).toEqual([]);
+    } finally {
+      await slack.close();
+      dir.remove();
+    }
+  }, 60_000);
 });

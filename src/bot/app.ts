@@ -133,7 +133,8 @@ export function createBot(options: BotOptions): Bot {
     }));
   }
   const lane = new BackgroundLane();
-  const receiver = createReceiver(config, routes, logger, lane);
+  const intake = { stopping: false };
+  const receiver = createReceiver(config, routes, logger, lane, intake);
   const app = new App({
     token: config.slack.botToken,
     receiver,
@@ -310,6 +311,9 @@ export function createBot(options: BotOptions): Bot {
     },
     async stop() {
       ready = false;
+      // New Slack requests get 503 from here on; the listeners already
+      // running finish, so the wait below ends even under steady traffic.
+      intake.stopping = true;
       logger.info('bot stopping');
       clearInterval(countdownTicker);
       timers.stop();
@@ -356,7 +360,7 @@ function watchFindingsFor(config: Config, logger: Logger) {
   };
 }
 
-function createReceiver(config: Config, routes: CustomRoute[], logger: Logger, lane: BackgroundLane): Receiver {
+function createReceiver(config: Config, routes: CustomRoute[], logger: Logger, lane: BackgroundLane, intake: { stopping: boolean }): Receiver {
   if (config.mode === 'socket') {
     return new SocketModeReceiver({
       appToken: config.slack.appToken!,
@@ -380,6 +384,12 @@ function createReceiver(config: Config, routes: CustomRoute[], logger: Logger, l
     // Only Slack's requests wait for an ack; the sandbox page's event stream
     // and the bot's own Web API calls to the sandbox must not hold work back.
     if (req.method !== 'POST' || !req.url?.startsWith('/slack/events')) return listener(req, res);
+    if (intake.stopping) {
+      logger.warn({ path: req.url }, 'Slack request refused: the bot is stopping');
+      res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', connection: 'close', 'retry-after': '5' });
+      res.end('runbook-bot is restarting; try again in a few seconds.');
+      return;
+    }
     lane.track(req, res);
     answerIfUnanswered(req, res, logger);
     bufferSlackRequest(req, res, logger, () => listener(req, res));
