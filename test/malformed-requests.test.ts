@@ -29,8 +29,13 @@ describe('malformed Slack requests', () => {
     'payload string': [form('"x"')],
     'payload number': [form('7')],
     'payload empty object': [form('{}')],
-    'actions missing': [form('{"type":"block_actions"}')],
-    'view missing': [form('{"type":"view_submission"}')],
+    'actions missing': [form('{"type":"block_actions","user":{"id":"U0SBXALEX"}}')],
+    'action without id': [form('{"type":"block_actions","user":{"id":"U0SBXALEX"},"actions":[{}]}')],
+    'view missing': [form('{"type":"view_submission","user":{"id":"U0SBXALEX"}}')],
+    'view without callback': [form('{"type":"view_submission","user":{"id":"U0SBXALEX"},"view":{}}')],
+    'user missing': [form('{"type":"block_actions","actions":[{"action_id":"x"}]}')],
+    'event callback': [form('{"type":"event_callback","event":null}')],
+    'encoded payload key': ['%70ayload=null'],
   };
 
   beforeAll(async () => {
@@ -63,6 +68,10 @@ describe('malformed Slack requests', () => {
 
   it('payload null answered at once', () => {
     expect(results['payload null'].ms).toBeLessThan(1000);
+  });
+
+  it('encoded payload key says why', () => {
+    expect(results['encoded payload key'].text).toBe('Rejected: the request body is null.');
   });
 
   it('payload null says why', () => {
@@ -107,11 +116,15 @@ describe('malformedBodyReason', () => {
   });
 
   it('accepts block actions', () => {
-    expect(malformedBodyReason({ type: 'block_actions', actions: [{ action_id: 'x' }] })).toBeUndefined();
+    expect(malformedBodyReason({ type: 'block_actions', user: { id: 'U1' }, actions: [{ action_id: 'x' }] })).toBeUndefined();
   });
 
-  it('accepts other typed payloads', () => {
-    expect(malformedBodyReason({ type: 'event_callback', event: {} })).toBeUndefined();
+  it('accepts a view submission', () => {
+    expect(malformedBodyReason({ type: 'view_submission', user: { id: 'U1' }, view: { callback_id: 'step.skip_reason' } })).toBeUndefined();
+  });
+
+  it('refuses unhandled payload types', () => {
+    expect(malformedBodyReason({ type: 'block_suggestion', user: { id: 'U1' } })).toBe('this bot does not handle block_suggestion payloads');
   });
 });
 

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { parse as parseQuery } from 'node:querystring';
 
 import { HTTPModuleFunctions, type App, type ReceiverProcessEventErrorHandlerArgs } from '@slack/bolt';
 
@@ -14,10 +15,15 @@ export class MalformedSlackRequest extends Error {
   readonly code = 'malformed_slack_request';
 }
 
+/** Payload types this bot has listeners for; Bolt would leave any other type unanswered. */
+const HANDLED_TYPES = new Set(['block_actions', 'view_submission', 'view_closed', 'shortcut', 'message_action']);
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
 /**
- * Returns why a body is not a Slack payload, or undefined when it is one: an
- * object with a string `command`, or a string `type` with the fields Bolt
- * needs to route that type.
+ * Returns why a body is not a Slack payload this bot handles, or undefined
+ * when it is one: a slash command, or a payload of a handled type with the
+ * fields Bolt reads to route it.
  */
 export function malformedBodyReason(body: unknown): string | undefined {
   if (body === null) return 'the request body is null';
@@ -26,8 +32,19 @@ export function malformedBodyReason(body: unknown): string | undefined {
   const fields = body as Record<string, unknown>;
   if (typeof fields.command === 'string') return undefined;
   if (typeof fields.type !== 'string') return 'the request body has no command and no type';
-  if (fields.type === 'block_actions' && !(Array.isArray(fields.actions) && fields.actions.length > 0)) return 'a block_actions payload has no actions';
-  if ((fields.type === 'view_submission' || fields.type === 'view_closed') && (typeof fields.view !== 'object' || fields.view === null)) return `a ${fields.type} payload has no view`;
+  if (!HANDLED_TYPES.has(fields.type)) return `this bot does not handle ${fields.type.slice(0, 40)} payloads`;
+  if (!isObject(fields.user) || typeof fields.user.id !== 'string') return `a ${fields.type} payload has no user id`;
+  if (fields.type === 'block_actions') {
+    const actions = fields.actions;
+    if (!Array.isArray(actions) || actions.length === 0) return 'a block_actions payload has no actions';
+    if (!actions.every((action) => isObject(action) && typeof action.action_id === 'string')) return 'a block_actions payload has an action without an action_id';
+  }
+  if (fields.type === 'view_submission' || fields.type === 'view_closed') {
+    if (!isObject(fields.view) || typeof fields.view.callback_id !== 'string') return `a ${fields.type} payload has no view with a callback_id`;
+  }
+  if ((fields.type === 'shortcut' || fields.type === 'message_action') && typeof fields.callback_id !== 'string') {
+    return `a ${fields.type} payload has no callback_id`;
+  }
   return undefined;
 }
 
@@ -78,10 +95,9 @@ export function answerIfUnanswered(request: IncomingMessage, response: ServerRes
 function isNullPayload(raw: Buffer, contentType: string | undefined): boolean {
   const text = raw.toString('utf8');
   if (contentType === 'application/x-www-form-urlencoded') {
-    // Slash commands have no payload field, so most requests skip the parse.
-    if (!text.includes('payload=')) return false;
-    const payload = new URLSearchParams(text).get('payload');
-    return payload !== null && payload.trim() === 'null';
+    // Decoded as Bolt decodes it, so an encoded key such as %70ayload counts too.
+    const { payload } = parseQuery(text);
+    return typeof payload === 'string' && payload.trim() === 'null';
   }
   return text.trim() === 'null';
 }

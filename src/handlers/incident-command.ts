@@ -3,7 +3,7 @@ import type { AllMiddlewareArgs, SlackCommandMiddlewareArgs } from '@slack/bolt'
 import { UserError } from '../bot/errors.ts';
 import { MAX_SUMMARY_LENGTH } from '../runbooks/engine.ts';
 import { RESERVED_WORDS } from '../runbooks/loader.ts';
-import { escapeText, slackDate } from '../runbooks/mrkdwn.ts';
+import { escapeText, mentionUser, slackDate } from '../runbooks/mrkdwn.ts';
 import { ACTION_IDS } from '../runbooks/render.ts';
 import type { Runbook } from '../runbooks/schema.ts';
 import { closestWord } from './closest.ts';
@@ -143,7 +143,7 @@ async function listText(deps: HandlerDeps, client: CommandArgs['client']): Promi
   for (const incident of open.slice(0, 20)) {
     const permalink = await permalinkOf(client, incident.channelId, incident.messageTs, deps);
     const link = permalink ? `<${permalink}|#${incident.id}>` : `#${incident.id}`;
-    lines.push(`• ${link} ${escapeText(incident.title)} in <#${incident.channelId}>, declared ${slackDate(incident.declaredAt)} by <@${incident.declaredBy}>`);
+    lines.push(`• ${link} ${escapeText(incident.title)} in <#${incident.channelId}>, declared ${slackDate(incident.declaredAt)} by ${mentionUser(incident.declaredBy)}`);
   }
   if (open.length > 20) lines.push(`…and ${open.length - 20} more.`);
   return lines.join('\n');

@@ -344,7 +344,7 @@ export class Engine {
     this.changeStep(incidentId, stepId, actor, 'step.assigned', (incident, step) => {
       this.requireStatus(incident, step, 'pending', 'assign it');
       if (incident.severity === 'critical' && this.deps.policy.respondersConfigured && !assigneeIsResponder) {
-        throw new UserError('invalid_input', `<@${assignee}> is not a responder, so they could not change this critical incident. Pick a responder.`);
+        throw new UserError('invalid_input', `${mentionUser(assignee)} is not a responder, so they could not change this critical incident. Pick a responder.`);
       }
       incidents.setStepAssignee(this.deps.db, incidentId, stepId, assignee);
       // Slack does not notify a person mentioned in an edited message, so the
@@ -927,7 +927,7 @@ export class Engine {
   private requireStatus(incident: incidents.IncidentRow, step: incidents.StepRow, status: incidents.StepStatus, verb: string): void {
     if (step.status === status) return;
     const title = this.stepDef(incident, step.stepId).title;
-    const by = step.doneBy ? ` by ${step.doneBy === BOT_ACTOR ? 'the bot' : `<@${step.doneBy}>`}` : '';
+    const by = step.doneBy ? ` by ${step.doneBy === BOT_ACTOR ? 'the bot' : mentionUser(step.doneBy)}` : '';
     throw new UserError('invalid_transition', `Step "${title}" is already ${step.status}${by}, so you cannot ${verb}. Press Undo first if it needs another go.`);
   }
 
@@ -1091,10 +1091,10 @@ export class Engine {
 }
 
 function describeExistingRun(run: runsStore.ActionRunRow): UserError {
-  const who = `<@${run.approvedBy ?? run.requestedBy}>`;
+  const who = mentionUser(run.approvedBy ?? run.requestedBy);
   switch (run.status) {
     case 'requested':
-      return new UserError('action_already_run', `Run ${run.id} of this action was requested by <@${run.requestedBy}> and waits for a second responder to approve it.`);
+      return new UserError('action_already_run', `Run ${run.id} of this action was requested by ${mentionUser(run.requestedBy)} and waits for a second responder to approve it.`);
     case 'running':
       return new UserError('action_already_run', `Run ${run.id} of this action is already running, started by ${who}. Wait for its result in the thread.`);
     case 'succeeded':
