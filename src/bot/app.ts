@@ -85,7 +85,7 @@ export interface Bot {
 }
 
 const CLOCK_OFFSET_SETTING = 'clock_offset_ms';
-/** Longest time a client may take to send a whole request. */
+/** Maximum time a client may take to send a whole request. */
 const REQUEST_TIMEOUT_MS = 10_000;
 /** Time open requests get to finish when the bot stops, before their connections are closed. */
 const SHUTDOWN_GRACE_MS = 2_000;
@@ -381,11 +381,11 @@ function createReceiver(config: Config, routes: CustomRoute[], logger: Logger, l
   rejectFutureTimestamps(receiver, logger);
   const listener = receiver.requestListener;
   receiver.requestListener = (req, res) => {
-    // Only Slack's requests wait for an ack; the sandbox page's event stream
+    // Only Slack's requests wait for an ack. The sandbox page's event stream
     // and the bot's own Web API calls to the sandbox must not hold work back.
     if (req.method !== 'POST' || !req.url?.startsWith('/slack/events')) return listener(req, res);
     if (intake.stopping) {
-      logger.warn({ path: req.url }, 'Slack request refused: the bot is stopping');
+      logger.warn({ path: req.url }, 'Slack request rejected: the bot is stopping');
       res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', connection: 'close', 'retry-after': '5' });
       res.end('runbook-bot is restarting; try again in a few seconds.');
       return;

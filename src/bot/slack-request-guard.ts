@@ -106,7 +106,7 @@ function isNullPayload(raw: Buffer, contentType: string | undefined): boolean {
  * Reads a Slack request's body before Bolt does, and hands Bolt the buffered
  * request (Bolt uses `rawBody` when it is already set). A body of JSON null
  * makes Bolt's receiver throw before any handler could respond, so it gets a
- * 400 here. Bodies over SLACK_BODY_LIMIT get 413, as Bolt answers them.
+ * 400 here. Bodies over SLACK_BODY_LIMIT get 413, as Bolt responds to them.
  */
 export function bufferSlackRequest(request: IncomingMessage, response: ServerResponse, logger: Logger, next: () => void): void {
   const chunks: Buffer[] = [];
