@@ -269,6 +269,7 @@ function invalidCommand(text: string, reason: string): ActionError {
   const shown = scrubText(text);
   return new ActionError('command_invalid', `invalid command ${JSON.stringify(shown)}: ${reason}`, {
     command: shown,
+    reason,
   });
 }
 

@@ -505,8 +505,21 @@ function checkCommands(env: Record<string, string | undefined>, problems: string
     const text = trimmed(env[name]);
     if (text === undefined) continue;
 
+    // The command itself is never quoted: its arguments may hold a password.
+    let argv: string[];
     try {
-      const argv = parseCommandLine(text);
+      argv = parseCommandLine(text);
+    } catch (error) {
+      if (!(error instanceof ActionError)) throw error;
+      problems.push(`${name}: the command cannot be split into words (${String(error.details.reason ?? 'invalid quoting')}); fix its quotes or give a JSON array of words`);
+      continue;
+    }
+    const assignment = /^([A-Za-z_][A-Za-z0-9_]*)=/.exec(argv[0]);
+    if (assignment) {
+      problems.push(`${name}: the command starts with ${assignment[1]}=…, but commands run without a shell; set ${assignment[1]} in the bot's environment, or start the command with /usr/bin/env`);
+      continue;
+    }
+    try {
       const cwd = folder === 'project' && projectDir !== undefined ? resolve(projectDir) : process.cwd();
       // Commands inherit the bot process's PATH (see commandEnv), not a configured one.
       locateProgram(argv[0], { cwd, searchPath: process.env.PATH });
@@ -579,12 +592,19 @@ function trimmed(value: string | undefined): string | undefined {
  * host starts. An @ in a path or query is masked with the user info.
  */
 function maskUrlCredentials(value: string): string {
-  const lastAt = value.lastIndexOf('@');
-  if (lastAt === -1) return value;
+  const withoutQuery = maskQuery(value);
+  const lastAt = withoutQuery.lastIndexOf('@');
+  if (lastAt === -1) return withoutQuery;
 
-  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:[/\\]*/.exec(value);
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:[/\\]*/.exec(withoutQuery);
   const start = scheme && scheme[0].length <= lastAt ? scheme[0].length : 0;
-  return `${value.slice(0, start)}***${value.slice(lastAt)}`;
+  return `${withoutQuery.slice(0, start)}***${withoutQuery.slice(lastAt)}`;
+}
+
+/** Replaces a URL's query string and fragment with …, since either may carry a token. */
+function maskQuery(value: string): string {
+  const cut = value.search(/[?#]/);
+  return cut === -1 ? value : `${value.slice(0, cut + 1)}…`;
 }
 
 /**
