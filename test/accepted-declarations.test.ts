@@ -117,7 +117,7 @@ describe('accepted declarations', () => {
     expect(h.logs.entries().some((entry) => entry.msg === 'accepted declaration names an unknown runbook; dropped' && entry.runbookId === 'gone')).toBe(true);
   });
 
-  it('tells the channel about a dropped declaration', () => {
+  it('dropped declaration notifies channel', () => {
     const h = harness();
     h.db.prepare("INSERT INTO accepted_declarations (received_at, runbook_id, summary, channel_id, user_id) VALUES (?, 'gone', 'x', 'C1', 'U1')").run(START);
     h.engine.declareLeftoverAccepted();

@@ -48,6 +48,26 @@ async function runDailyBackup(bot: TestBot): Promise<string> {
   return slot;
 }
 
+/**
+ * Starts a bot that backs the test project up into `backupDir` and pages
+ * `pagerDuty`. With `routingKey` undefined it gets no default routing key,
+ * so `env` can set one per runbook. `env` overrides the rest.
+ */
+function startBackupBot(pagerDuty: PagerDutyServer, backupDir: string, env: Record<string, string> = {}, routingKey: string | undefined = ROUTING_KEY): Promise<TestBot> {
+  mkdirSync(backupDir, { recursive: true });
+  return startTestBot({
+    env: {
+      ...(routingKey ? { PAGERDUTY_ROUTING_KEY: routingKey } : {}),
+      PAGERDUTY_SERVER: pagerDuty.host,
+      OPS_CHANNEL,
+      DJANGO_DATABASE_PATH: project.databasePath,
+      BACKUP_DIR: backupDir,
+      ...env,
+    },
+    pagerDutyCa: certificates.ca,
+  });
+}
+
 function opsTexts(bot: TestBot): string[] {
   return bot.messages().filter((message) => message.channel === OPS_CHANNEL).map((message) => message.text);
 }
@@ -81,17 +101,7 @@ describe('scheduled backup into a missing folder', () => {
     pagerDuty = await startPagerDutyServer(certificates, [ROUTING_KEY]);
     dir = tempDir('backup-page-');
     backupDir = join(dir.path, 'backups');
-    mkdirSync(backupDir);
-    bot = await startTestBot({
-      env: {
-        PAGERDUTY_ROUTING_KEY: ROUTING_KEY,
-        PAGERDUTY_SERVER: pagerDuty.host,
-        OPS_CHANNEL,
-        DJANGO_DATABASE_PATH: project.databasePath,
-        BACKUP_DIR: backupDir,
-      },
-      pagerDutyCa: certificates.ca,
-    });
+    bot = await startBackupBot(pagerDuty, backupDir);
     // The backup volume goes away after start-up, as an unmounted disk does.
     rmSync(backupDir, { recursive: true });
     slot = await runDailyBackup(bot);
@@ -203,17 +213,7 @@ describe('scheduled backup that succeeds', () => {
   beforeEach(async () => {
     pagerDuty = await startPagerDutyServer(certificates, [ROUTING_KEY]);
     dir = tempDir('backup-page-ok-');
-    mkdirSync(join(dir.path, 'backups'));
-    bot = await startTestBot({
-      env: {
-        PAGERDUTY_ROUTING_KEY: ROUTING_KEY,
-        PAGERDUTY_SERVER: pagerDuty.host,
-        OPS_CHANNEL,
-        DJANGO_DATABASE_PATH: project.databasePath,
-        BACKUP_DIR: join(dir.path, 'backups'),
-      },
-      pagerDutyCa: certificates.ca,
-    });
+    bot = await startBackupBot(pagerDuty, join(dir.path, 'backups'));
   });
 
   afterEach(async () => {
@@ -238,18 +238,7 @@ describe('backup page when PagerDuty misbehaves', () => {
 
   /** Starts a bot whose scheduled backups fail because BACKUP_DIR is removed after start-up. */
   async function startFailingBot(env: Record<string, string> = {}): Promise<TestBot> {
-    mkdirSync(join(dir.path, 'missing'));
-    bot = await startTestBot({
-      env: {
-        PAGERDUTY_ROUTING_KEY: ROUTING_KEY,
-        PAGERDUTY_SERVER: pagerDuty.host,
-        OPS_CHANNEL,
-        DJANGO_DATABASE_PATH: project.databasePath,
-        BACKUP_DIR: join(dir.path, 'missing'),
-        ...env,
-      },
-      pagerDutyCa: certificates.ca,
-    });
+    bot = await startBackupBot(pagerDuty, join(dir.path, 'missing'), env);
     rmSync(join(dir.path, 'missing'), { recursive: true });
     return bot;
   }
@@ -327,11 +316,7 @@ describe('backup page with a backup routing key only', () => {
     pagerDuty = await startPagerDutyServer(certificates, [BACKUP_KEY]);
     dir = tempDir('backup-page-key-');
     const backupDir = join(dir.path, 'backups');
-    mkdirSync(backupDir);
-    bot = await startTestBot({
-      env: { PAGERDUTY_ROUTING_KEY_BACKUP: BACKUP_KEY, PAGERDUTY_SERVER: pagerDuty.host, OPS_CHANNEL, DJANGO_DATABASE_PATH: project.databasePath, BACKUP_DIR: backupDir },
-      pagerDutyCa: certificates.ca,
-    });
+    bot = await startBackupBot(pagerDuty, backupDir, { PAGERDUTY_ROUTING_KEY_BACKUP: BACKUP_KEY }, undefined);
     rmSync(backupDir, { recursive: true });
     await runDailyBackup(bot);
   });

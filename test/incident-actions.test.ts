@@ -4,23 +4,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { EnvFileStore } from '../src/actions/secrets/env-file.ts';
 import { listAudit } from '../src/store/audit.ts';
 import { ALEX, GUEST, SAM, startTestBot, type TestBot } from './helpers/bot.ts';
-import { DjangoBrowser, startDjango, type DjangoSite } from './helpers/django.ts';
+import { botEnvFor, DjangoBrowser, siteEnvValue, startDjango, type DjangoSite } from './helpers/django.ts';
 import { leakSites } from './helpers/leaks.ts';
-
-function envValue(site: DjangoSite, name: string): Promise<string | undefined> {
-  return new EnvFileStore(site.envFile).read(name);
-}
-
-/** The bot's variables for the test Django site: its .env store, database, restart and health URL. */
-function djangoEnv(site: DjangoSite): Record<string, string> {
-  return {
-    SECRET_STORE: 'env',
-    DJANGO_ENV_FILE: site.envFile,
-    DJANGO_DATABASE_PATH: site.databasePath,
-    DJANGO_RESTART_COMMAND: JSON.stringify(site.restartArgv),
-    DJANGO_HEALTH_URL: `${site.baseUrl}/healthz/`,
-  };
-}
 
 function stepBlocks(bot: TestBot, stepId: string): string {
   const checklist = bot.messages().find((message) => message.text.startsWith('Checklist for incident'))!;
@@ -43,7 +28,7 @@ describe('incident actions on a real Django 4.2', () => {
   });
 
   beforeEach(async () => {
-    bot = await startTestBot({ env: djangoEnv(site) });
+    bot = await startTestBot({ env: botEnvFor(site) });
     await bot.command(ALEX, '/incident secret-key Key pasted in a public gist');
   });
   afterEach(async () => {
@@ -51,9 +36,9 @@ describe('incident actions on a real Django 4.2', () => {
   });
 
   it('rotation writes a new key and shows only its fingerprint', async () => {
-    const before = (await envValue(site, 'DJANGO_SECRET_KEY'))!;
+    const before = (await siteEnvValue(site, 'DJANGO_SECRET_KEY'))!;
     await bot.click(ALEX, 'step.run', 'rotate');
-    const after = (await envValue(site, 'DJANGO_SECRET_KEY'))!;
+    const after = (await siteEnvValue(site, 'DJANGO_SECRET_KEY'))!;
     expect(after).not.toBe(before);
     expect(after).toHaveLength(50);
     const blocks = stepBlocks(bot, 'rotate');
@@ -63,20 +48,20 @@ describe('incident actions on a real Django 4.2', () => {
 
   it('generated key appears in no Slack payload, log line or database file', async () => {
     await bot.click(ALEX, 'step.run', 'rotate');
-    const key = (await envValue(site, 'DJANGO_SECRET_KEY'))!;
+    const key = (await siteEnvValue(site, 'DJANGO_SECRET_KEY'))!;
     expect(leakSites(bot, key)).toEqual([]);
   });
 
   it('incident rotation keeps no fallback', async () => {
     await bot.click(ALEX, 'step.run', 'rotate');
-    expect((await envValue(site, 'DJANGO_SECRET_KEY_FALLBACKS')) ?? '').toBe('');
+    expect((await siteEnvValue(site, 'DJANGO_SECRET_KEY_FALLBACKS')) ?? '').toBe('');
   });
 
   it('incident rotation drops older fallbacks', async () => {
     // A planned rotation a few hours earlier left its old key as a fallback.
     await new EnvFileStore(site.envFile).write({ DJANGO_SECRET_KEY_FALLBACKS: 'an-older-key-from-the-planned-rotation' });
     await bot.click(ALEX, 'step.run', 'rotate');
-    expect((await envValue(site, 'DJANGO_SECRET_KEY_FALLBACKS')) ?? '').toBe('');
+    expect((await siteEnvValue(site, 'DJANGO_SECRET_KEY_FALLBACKS')) ?? '').toBe('');
   });
 
   it('incident rotation logs users out at once', async () => {
@@ -192,7 +177,7 @@ describe('periodic rotation on a real Django 4.2', () => {
     await site.stop();
   });
   beforeEach(async () => {
-    bot = await startTestBot({ env: djangoEnv(site) });
+    bot = await startTestBot({ env: botEnvFor(site) });
   });
   afterEach(async () => {
     await bot.close();
@@ -207,7 +192,7 @@ describe('periodic rotation on a real Django 4.2', () => {
     expect(await idle.login('alice')).toBe(200);
     await bot.command(ALEX, '/incident rotate-secret-key quarterly');
     await bot.click(ALEX, 'step.run', 'rotate');
-    expect(await envValue(site, 'DJANGO_SECRET_KEY_FALLBACKS')).toBeTruthy();
+    expect(await siteEnvValue(site, 'DJANGO_SECRET_KEY_FALLBACKS')).toBeTruthy();
     expect(await browser.whoami()).toBe('bob');
 
     bot.bot.adjustableClock!.advance(24 * 3_600_000 + 1000);
@@ -217,7 +202,7 @@ describe('periodic rotation on a real Django 4.2', () => {
     expect(prompt).toBeDefined();
 
     await bot.click(ALEX, 'incident.follow_up');
-    expect((await envValue(site, 'DJANGO_SECRET_KEY_FALLBACKS')) ?? '').toBe('');
+    expect((await siteEnvValue(site, 'DJANGO_SECRET_KEY_FALLBACKS')) ?? '').toBe('');
     expect(await idle.whoami()).toBeUndefined();
     expect(await browser.whoami()).toBe('bob');
   });

@@ -5,7 +5,7 @@ import { fingerprint } from '../src/bot/fingerprint.ts';
 import { getIncident } from '../src/store/incidents.ts';
 import { rotationHistory } from '../src/store/rotations.ts';
 import { ALEX, GUEST, startTestBot, type TestBot } from './helpers/bot.ts';
-import { DjangoBrowser, startDjango, type DjangoSite } from './helpers/django.ts';
+import { botEnvFor, DjangoBrowser, siteEnvValue, startDjango, type DjangoSite } from './helpers/django.ts';
 import { leakSites } from './helpers/leaks.ts';
 import { startSentryServer, type SentryServer, type StoredClientKey } from './helpers/sentry-server.ts';
 
@@ -16,10 +16,6 @@ const STEP_TITLES = [
   'Rotate SENTRY_DSN',
   'Rotate any other credentials they held (deploy keys, API tokens)',
 ];
-
-function envValue(site: DjangoSite, name: string): Promise<string | undefined> {
-  return new EnvFileStore(site.envFile).read(name);
-}
 
 /** Finds the checklist message of an incident by the incident's number. */
 function checklistOf(bot: TestBot, incidentId: number) {
@@ -72,11 +68,7 @@ describe('personnel-change incident on a real Django 4.2', () => {
     });
     bot = await startTestBot({
       env: {
-        SECRET_STORE: 'env',
-        DJANGO_ENV_FILE: site.envFile,
-        DJANGO_DATABASE_PATH: site.databasePath,
-        DJANGO_RESTART_COMMAND: JSON.stringify(site.restartArgv),
-        DJANGO_HEALTH_URL: `${site.baseUrl}/healthz/`,
+        ...botEnvFor(site),
         SENTRY_API_URL: sentry.baseUrl,
         SENTRY_AUTH_TOKEN: SENTRY_TOKEN,
         SENTRY_ORG: 'acme',
@@ -114,23 +106,23 @@ describe('personnel-change incident on a real Django 4.2', () => {
 
   it('unconfirmed click changes nothing', async () => {
     await declare();
-    const before = await envValue(site, 'DJANGO_SECRET_KEY');
+    const before = await siteEnvValue(site, 'DJANGO_SECRET_KEY');
 
     await expect(bot.click(ALEX, 'step.run', 'rotate-secret-key', { confirmed: false })).rejects.toThrow(/confirm/);
-    expect(await envValue(site, 'DJANGO_SECRET_KEY')).toBe(before);
+    expect(await siteEnvValue(site, 'DJANGO_SECRET_KEY')).toBe(before);
   });
 
   it('secret key rotation keeps no fallback', async () => {
     await declare();
-    const before = await envValue(site, 'DJANGO_SECRET_KEY');
+    const before = await siteEnvValue(site, 'DJANGO_SECRET_KEY');
 
     await bot.click(ALEX, 'step.run', 'rotate-secret-key');
-    const after = (await envValue(site, 'DJANGO_SECRET_KEY'))!;
+    const after = (await siteEnvValue(site, 'DJANGO_SECRET_KEY'))!;
     const loaded = await site.loadedKeys();
 
     expect(after).not.toBe(before);
     expect(after).toHaveLength(50);
-    expect((await envValue(site, 'DJANGO_SECRET_KEY_FALLBACKS')) ?? '').toBe('');
+    expect((await siteEnvValue(site, 'DJANGO_SECRET_KEY_FALLBACKS')) ?? '').toBe('');
     expect(loaded.secretKey).toBe(fingerprint(after));
     expect(loaded.fallbacks).toEqual([]);
   });
@@ -151,7 +143,7 @@ describe('personnel-change incident on a real Django 4.2', () => {
     // request from her now would move her session to the new key.
     const idle = new DjangoBrowser(site.baseUrl);
     expect(await idle.login('alice')).toBe(200);
-    const quarterlyOldKey = (await envValue(site, 'DJANGO_SECRET_KEY'))!;
+    const quarterlyOldKey = (await siteEnvValue(site, 'DJANGO_SECRET_KEY'))!;
     await bot.command(ALEX, '/incident rotate-secret-key quarterly');
     await bot.click(ALEX, 'step.run', 'rotate');
     expect((await site.loadedKeys()).fallbacks).toHaveLength(1);
@@ -160,7 +152,7 @@ describe('personnel-change incident on a real Django 4.2', () => {
     const id = await declare();
     await bot.click(ALEX, 'step.run', 'rotate-secret-key');
 
-    expect((await envValue(site, 'DJANGO_SECRET_KEY_FALLBACKS')) ?? '').toBe('');
+    expect((await siteEnvValue(site, 'DJANGO_SECRET_KEY_FALLBACKS')) ?? '').toBe('');
     expect((await site.loadedKeys()).fallbacks).toEqual([]);
     expect(await idle.whoami()).toBeUndefined();
     expect(stepBlocks(bot, id, 'rotate-secret-key')).toContain(`Older fallback keys removed: ${fingerprint(quarterlyOldKey)}`);
@@ -171,7 +163,7 @@ describe('personnel-change incident on a real Django 4.2', () => {
     await declare();
 
     await bot.click(ALEX, 'step.run', 'rotate-sentry-dsn');
-    const newDsn = await envValue(site, 'SENTRY_DSN');
+    const newDsn = await siteEnvValue(site, 'SENTRY_DSN');
     const active = sentry.keys.filter((key) => key.isActive);
 
     expect(newDsn).not.toBe(sentry.dsnFor(oldSentryKey));
@@ -185,8 +177,8 @@ describe('personnel-change incident on a real Django 4.2', () => {
 
     await bot.click(ALEX, 'step.run', 'rotate-secret-key');
     await bot.click(ALEX, 'step.run', 'rotate-sentry-dsn');
-    const newKey = (await envValue(site, 'DJANGO_SECRET_KEY'))!;
-    const newDsn = (await envValue(site, 'SENTRY_DSN'))!;
+    const newKey = (await siteEnvValue(site, 'DJANGO_SECRET_KEY'))!;
+    const newDsn = (await siteEnvValue(site, 'SENTRY_DSN'))!;
 
     expect(stepBlocks(bot, id, 'rotate-secret-key')).toContain(`New key ${fingerprint(newKey)} written`);
     expect(stepBlocks(bot, id, 'rotate-sentry-dsn')).toContain(`New Sentry DSN ${fingerprint(newDsn)} written`);
@@ -194,14 +186,14 @@ describe('personnel-change incident on a real Django 4.2', () => {
   });
 
   it('old and new values reach no output', async () => {
-    const oldKey = (await envValue(site, 'DJANGO_SECRET_KEY'))!;
+    const oldKey = (await siteEnvValue(site, 'DJANGO_SECRET_KEY'))!;
     const oldDsn = sentry.dsnFor(oldSentryKey);
     await declare();
 
     await bot.click(ALEX, 'step.run', 'rotate-secret-key');
     await bot.click(ALEX, 'step.run', 'rotate-sentry-dsn');
-    const newKey = (await envValue(site, 'DJANGO_SECRET_KEY'))!;
-    const newDsn = (await envValue(site, 'SENTRY_DSN'))!;
+    const newKey = (await siteEnvValue(site, 'DJANGO_SECRET_KEY'))!;
+    const newDsn = (await siteEnvValue(site, 'SENTRY_DSN'))!;
 
     expect(leakSites(bot, newKey)).toEqual([]);
     expect(leakSites(bot, newDsn)).toEqual([]);
@@ -236,13 +228,13 @@ describe('personnel-change incident on a real Django 4.2', () => {
 
   it('guest may tick a step but not rotate', async () => {
     const id = await declare();
-    const before = await envValue(site, 'DJANGO_SECRET_KEY');
+    const before = await siteEnvValue(site, 'DJANGO_SECRET_KEY');
 
     await bot.click(GUEST, 'step.done', 'revoke');
     await bot.click(GUEST, 'step.run', 'rotate-secret-key');
 
     expect(stepBlocks(bot, id, 'revoke')).toContain(':white_check_mark: *1.');
     expect(ephemeralsTo(bot, GUEST).at(-1)).toContain('Only responders can run actions');
-    expect(await envValue(site, 'DJANGO_SECRET_KEY')).toBe(before);
+    expect(await siteEnvValue(site, 'DJANGO_SECRET_KEY')).toBe(before);
   });
 });

@@ -92,7 +92,7 @@ describe('Slack posts across a crash mid-delivery', () => {
 });
 
 describe('incident message across a crash in a busy channel', () => {
-  it('is not posted again after 250 newer messages', async () => {
+  it('not reposted behind 250 messages', async () => {
     const { startSlackDouble } = await import('../src/sandbox/server.ts');
     const { tempDir } = await import('./helpers/engine.ts');
     const { BOT_TOKEN, CHANNEL } = await import('./helpers/bot.ts');

@@ -288,7 +288,7 @@ export function createBot(options: BotOptions): Bot {
       if (started) {
         server = started;
         bot.port = listeningPort = (started.address() as AddressInfo).port;
-        // Slack sends small requests at once; a client that trickles its
+        // Slack sends small requests at once, so a client that trickles its
         // headers or body is cut off instead of holding a connection.
         started.headersTimeout = REQUEST_TIMEOUT_MS;
         started.requestTimeout = REQUEST_TIMEOUT_MS;
@@ -311,8 +311,8 @@ export function createBot(options: BotOptions): Bot {
     },
     async stop() {
       ready = false;
-      // New Slack requests get 503 from here on; the listeners already
-      // running finish, so the wait below ends even under steady traffic.
+      // New Slack requests get 503 from here on. Only the listeners already
+      // running are waited for, so the wait ends even under steady traffic.
       intake.stopping = true;
       logger.info('bot stopping');
       clearInterval(countdownTicker);
@@ -321,8 +321,8 @@ export function createBot(options: BotOptions): Bot {
       await bot.listenersIdle();
       await engine.settle();
       await outbox.stop();
-      // server.close() waits for every open connection: close the idle ones
-      // now, and after a grace period also those of half-sent requests.
+      // server.close() waits for every open connection, so idle ones are
+      // closed now and those of half-sent requests after a grace period.
       server?.closeIdleConnections();
       const cutOff = server && setTimeout(() => server?.closeAllConnections(), SHUTDOWN_GRACE_MS);
       await app.stop().catch((error: unknown) => logger.warn({ err: error }, 'stopping the receiver failed'));

@@ -15,7 +15,7 @@ export class MalformedSlackRequest extends Error {
   readonly code = 'malformed_slack_request';
 }
 
-/** Payload types this bot has listeners for; Bolt would leave any other type unanswered. */
+/** Payload types this bot has listeners for. Bolt would leave any other type without a response. */
 const HANDLED_TYPES = new Set(['block_actions', 'view_submission', 'view_closed', 'shortcut', 'message_action']);
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);

@@ -49,13 +49,13 @@ export function registerHandlers(app: App, deps: HandlerDeps): void {
     try {
       await args.respond?.({ response_type: 'ephemeral', replace_original: false, text: 'This button comes from another version of runbook-bot and does nothing now. Use the buttons on the current incident message.' });
     } catch (error) {
-      args.logger.warn(`could not tell the user about an unknown button: ${error instanceof Error ? error.message : String(error)}`);
+      args.logger.warn(`posting the note about an unknown button failed: ${error instanceof Error ? error.message : String(error)}`);
     }
   });
 
   // The bot sets no notify_on_close and declares no shortcuts, so these come
-  // only from another version's views or app settings: acknowledge them at
-  // once rather than let Slack show a failure after 3 s.
+  // only from another version's views or app settings. Acknowledging them at
+  // once keeps Slack from showing a failure after 3 s.
   app.view({ type: 'view_closed', callback_id: /.*/ }, async ({ ack }) => {
     await ack();
   });

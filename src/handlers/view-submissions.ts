@@ -37,7 +37,7 @@ function submission(deps: HandlerDeps, name: string, errorBlock: string | undefi
   };
 }
 
-/** A modal that replaces a submitted form to say why it was not saved. */
+/** Builds the modal that replaces a submitted form and explains why it was not saved. */
 export function messageView(text: string) {
   return {
     type: 'modal' as const,

@@ -300,7 +300,7 @@ export class Engine {
     const now = this.now;
     this.changeStep(incidentId, stepId, actor, 'step.done', (incident, step) => {
       if (step.status === 'done' && step.doneBy === actor.userId) {
-        // A double click: the first click did it, so say so plainly.
+        // A double click: the first click already marked it, so report that.
         throw new UserError('invalid_transition', `You already marked "${this.stepDef(incident, step.stepId).title}" done, so nothing changed.`);
       }
       this.requireStatus(incident, step, 'pending', 'mark it done');
@@ -350,8 +350,8 @@ export class Engine {
       // Slack does not notify a person mentioned in an edited message, so the
       // assignment gets a thread reply of its own.
       const title = this.runbookOf(incident).steps.find((candidate) => candidate.id === stepId)?.title ?? stepId;
-      const who = assignee === actor.userId ? `${mentionUser(assignee)} took` : `${mentionUser(actor.userId)} assigned ${mentionUser(assignee)}`;
-      this.queuePost(incidentId, renderNotice(`:bust_in_silhouette: ${who} the step *${escapeText(title)}*.`));
+      const assignment = assignee === actor.userId ? `${mentionUser(assignee)} took` : `${mentionUser(actor.userId)} assigned ${mentionUser(assignee)}`;
+      this.queuePost(incidentId, renderNotice(`:bust_in_silhouette: ${assignment} the step *${escapeText(title)}*.`));
     }, { assignee });
   }
 
@@ -364,7 +364,8 @@ export class Engine {
       throw new UserError('invalid_transition', `You already lead incident #${incidentId}, so nothing was changed.`);
     }
     this.change(incidentId, actor, { requireResponder: true, event: 'incident.lead_taken' }, (incident) => {
-      if (incident.leadUserId === actor.userId) throw new UserError('invalid_transition', `You already lead incident #${incidentId}.`);
+      // The same check in the transaction, for two presses that race.
+      if (incident.leadUserId === actor.userId) throw new UserError('invalid_transition', `You already lead incident #${incidentId}, so nothing was changed.`);
       incidents.setLead(this.deps.db, incidentId, actor.userId);
       this.queuePost(incidentId, renderNotice(`:bust_in_silhouette: ${mentionUser(actor.userId)} is now the lead of incident #${incidentId} (was ${mentionUser(incident.leadUserId)}).`));
     }, (incident) => ({ previousLead: incident.leadUserId }));

@@ -670,9 +670,9 @@ function timeZoneOffsetSeconds(timeZone: string, at: number): number {
  * conversations.history and conversations.replies: newest first for history,
  * oldest first for replies, as Slack returns them. Message metadata is
  * included only with include_all_metadata, as in Slack. `oldest` keeps
- * messages after that ts (and at it with `inclusive`), `limit` sets the page
- * size (default 100, at most 1000), and `cursor` takes the `next_cursor` of
- * the page before; the last page has an empty one.
+ * messages after that ts, and at it too with `inclusive`. `limit` sets the
+ * page size (default 100, at most 1000). `cursor` takes the `next_cursor` of
+ * the page before, and the last page has an empty one.
  */
 function listMessagesOf(call: MethodCall, threadTs: string | undefined): Result {
   const channel = channelArgument(call);

@@ -258,3 +258,20 @@ export class DjangoBrowser {
     else this.cookies.set(name, value);
   }
 }
+
+/** Reads one variable of the test site's .env file. */
+export function siteEnvValue(site: DjangoSite, name: string): Promise<string | undefined> {
+  return new EnvFileStore(site.envFile).read(name);
+}
+
+/** Returns the bot's variables for the test site: its .env store, database, restart command and health URL. */
+export function botEnvFor(site: DjangoSite): Record<string, string> {
+  return {
+    SECRET_STORE: 'env',
+    DJANGO_ENV_FILE: site.envFile,
+    DJANGO_DATABASE_PATH: site.databasePath,
+    DJANGO_RESTART_COMMAND: JSON.stringify(site.restartArgv),
+    DJANGO_HEALTH_URL: `${site.baseUrl}/healthz/`,
+  };
+}
+
